@@ -1,0 +1,1 @@
+"""Data: reading frames from videos and images."""

@@ -1,0 +1,103 @@
+"""Build VidMuse models from a Hydra config, and recover the visual config from a state dict's shapes.
+
+The release's `xp.cfg` does not record the visual dimensions (they are constructor defaults in its code), so
+for an official checkpoint they are read from tensor shapes. The one value shapes cannot give is the CLIP head
+count: official checkpoints use ViT-B/32's (head size 64) unless the caller overrides it. Checkpoints exported
+by this project carry the full `VisualConfig` under `video.visual` in their config.
+"""
+
+import re
+import typing as tp
+
+from audiocraft.models.builders import get_codebooks_pattern_provider
+from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
+from audiocraft.utils.utils import dict_from_config
+import omegaconf
+import torch
+
+from ..modules.visual import CLIP_VIT_B32, VisualConfig
+from .lm import VIDEO_CONDITION, VidMuseLM
+
+CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
+# ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
+CLIP_HEAD_DIM = 64
+
+
+def get_condition_fuser() -> ConditionFuser:
+    """The fuser of a VidMuse LM: the video memory is the cross-attention source."""
+    return ConditionFuser({"cross": [VIDEO_CONDITION], "prepend": [], "sum": [], "input_interpolate": []})
+
+
+def get_visual_config(cfg: omegaconf.DictConfig) -> tp.Optional[VisualConfig]:
+    """The `VisualConfig` stored in `cfg.video.visual` (this project's configs), None when absent (the release)."""
+    video = cfg.get("video")
+    if video is None or video.get("visual") is None:
+        return None
+    return VisualConfig(**dict_from_config(video.visual))
+
+
+def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: VisualConfig,
+                   device: tp.Optional[tp.Union[str, torch.device]] = None,
+                   dtype: tp.Optional[torch.dtype] = None) -> VidMuseLM:
+    """Instantiate a `VidMuseLM` from an AudioCraft-style config (`transformer_lm`, `codebooks_pattern`,
+    `classifier_free_guidance`) and the visual config."""
+    kwargs = dict_from_config(cfg.transformer_lm)
+    kwargs.pop("q_modeling", None)
+    kwargs.pop("cross_attention", None)  # always on; the release's cfg says false while using it
+    pattern_provider = get_codebooks_pattern_provider(kwargs["n_q"], cfg.codebooks_pattern)
+    guidance = dict_from_config(cfg.classifier_free_guidance)
+    attribute_dropout = dict_from_config(cfg.attribute_dropout) if cfg.get("attribute_dropout") else {}
+    return VidMuseLM(pattern_provider=pattern_provider, condition_provider=ConditioningProvider({}),
+                     fuser=get_condition_fuser(), visual_config=visual_config,
+                     cfg_dropout=guidance["training_dropout"], cfg_coef=guidance["inference_coef"],
+                     attribute_dropout=attribute_dropout, device=device, dtype=dtype, **kwargs)
+
+
+def _count_layers(state_dict: tp.Mapping[str, torch.Tensor], prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_visual_config(state_dict: tp.Mapping[str, torch.Tensor], lm_num_heads: int,
+                        clip_num_heads: tp.Optional[int] = None, local_fps: float = 2.0,
+                        num_global_frames: int = 32) -> VisualConfig:
+    """Recover the visual config from the shapes of a state dict in this project's key names.
+
+    Args:
+        state_dict: LM state dict (keys under `video_encoder.`).
+        lm_num_heads: LM head count; the release uses it for the per-frame transformers too.
+        clip_num_heads: CLIP head count (not visible in shapes); default hidden_size / 64 as in ViT-B/32.
+        local_fps, num_global_frames: frame sampling at inference (the release: 2 fps, 32 global frames).
+    """
+    def shape(key: str) -> torch.Size:
+        if key not in state_dict:
+            raise KeyError(f"checkpoint has no '{key}': not a VidMuse LM state dict")
+        return state_dict[key].shape
+
+    hidden = shape(CLIP_PREFIX + "embeddings.class_embedding")[0]
+    patch_shape = shape(CLIP_PREFIX + "embeddings.patch_embedding.weight")
+    num_positions = shape(CLIP_PREFIX + "embeddings.position_embedding.weight")[0]
+    grid = round((num_positions - 1) ** 0.5)
+    if clip_num_heads is None:
+        if hidden % CLIP_HEAD_DIM:
+            raise ValueError(f"CLIP width {hidden} is not a multiple of {CLIP_HEAD_DIM}: pass the CLIP head count "
+                             "explicitly (clip_num_heads)")
+        clip_num_heads = hidden // CLIP_HEAD_DIM
+    clip = dict(CLIP_VIT_B32)
+    clip.update(
+        hidden_size=hidden, num_attention_heads=clip_num_heads,
+        num_hidden_layers=_count_layers(state_dict, CLIP_PREFIX + "encoder.layers."),
+        intermediate_size=shape(CLIP_PREFIX + "encoder.layers.0.mlp.fc1.weight")[0],
+        projection_dim=shape("video_encoder.visual_encoder_model.visual_projection.weight")[0],
+        num_channels=patch_shape[1], patch_size=patch_shape[-1], image_size=grid * patch_shape[-1])
+    temporal = "video_encoder.local_temporal_transformer."
+    qkv_rows = shape(temporal + "layers.0.0.fn.to_qkv.weight")[0]
+    if qkv_rows % (3 * lm_num_heads):
+        raise ValueError(f"to_qkv has {qkv_rows} rows, not a multiple of 3 x {lm_num_heads} heads")
+    return VisualConfig(
+        clip=clip, temporal_dim=shape("video_encoder.local_pos_embedding")[-1],
+        temporal_depth=_count_layers(state_dict, temporal + "layers."), temporal_heads=lm_num_heads,
+        temporal_dim_head=qkv_rows // (3 * lm_num_heads),
+        temporal_mlp_dim=shape(temporal + "layers.0.1.fn.net.0.weight")[0],
+        local_fps=local_fps, num_global_frames=num_global_frames)

@@ -1,0 +1,221 @@
+"""The VidMuse language model: AudioCraft's `LMModel` with a video memory for cross-attention.
+
+The video condition does not fit AudioCraft's `ConditioningAttributes` (text / wav / joint embedding), so it
+travels as a precomputed condition tensor named `video`, fused by AudioCraft's `ConditionFuser` as the
+cross-attention source. Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
+`compute_predictions`, the decoding loop of `generate`) is AudioCraft's own.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+import typing as tp
+
+from audiocraft.models.lm import ConditionTensors, LMModel
+from audiocraft.modules.codebooks_patterns import CodebooksPatternProvider
+from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
+from audiocraft.modules.streaming import State
+from audiocraft.utils import utils
+import torch
+
+from ..modules.cross_attention import CachedCrossAttention, cross_attention_modules
+from ..modules.visual import VideoEncoder, VisualConfig
+
+VIDEO_CONDITION = "video"
+
+
+@dataclass
+class VideoBatch:
+    """A batch of video conditions for one generation window.
+
+    Attributes:
+        local_frames: uint8 `[B, 3, T, H, W]`; items with fewer frames are padded at the end.
+        global_frames: uint8 `[B, 3, Tg, H, W]`.
+        local_lengths: `[B]` number of valid local frames per item (default: all T).
+        local_times: `[B, T]` seconds of each local frame from the window start (default: k / local_fps).
+    """
+    local_frames: torch.Tensor
+    global_frames: torch.Tensor
+    local_lengths: tp.Optional[torch.Tensor] = None
+    local_times: tp.Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return self.local_frames.shape[0]
+
+    def null(self) -> "VideoBatch":
+        """The classifier-free guidance null condition: all-black frames (uint8 zeros), same shapes and lengths."""
+        return VideoBatch(torch.zeros_like(self.local_frames), torch.zeros_like(self.global_frames),
+                          self.local_lengths, self.local_times)
+
+    @staticmethod
+    def cat(batches: tp.Sequence["VideoBatch"]) -> "VideoBatch":
+        """Concatenate batches along the batch dimension (all must have the same frame counts)."""
+        lengths = [b.local_lengths if b.local_lengths is not None
+                   else torch.full((len(b),), b.local_frames.shape[2]) for b in batches]
+        times = [b.local_times for b in batches]
+        return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
+                          torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times))  # type: ignore
+
+
+def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: float = 1.0, top_k: int = 0,
+                      top_p: float = 0.0, generators: tp.Optional[tp.Sequence[torch.Generator]] = None
+                      ) -> torch.Tensor:
+    """Pick the next token from logits `[B, K, card]` -> `[B, K, 1]`.
+
+    Greedy when `use_sampling` is False or `temp` is 0; otherwise top-p (if > 0), else top-k (clamped to the
+    vocabulary), else plain sampling. Item b draws from `generators[b]` when given (the global RNG otherwise),
+    so its tokens do not depend on the other items of the batch.
+    """
+    if not use_sampling or temp <= 0:
+        return torch.argmax(logits, dim=-1, keepdim=True)
+    probs = torch.softmax(logits / temp, dim=-1)
+    indices = None
+    if top_p > 0.0:
+        probs, indices = torch.sort(probs, dim=-1, descending=True)
+        cumulative = torch.cumsum(probs, dim=-1)
+        probs = probs * (cumulative - probs <= top_p).float()
+    elif top_k > 0:
+        k = min(top_k, probs.shape[-1])
+        kth_value = torch.topk(probs, k, dim=-1).values[..., [-1]]
+        probs = probs * (probs >= kth_value).float()
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    if generators is None:
+        tokens = utils.multinomial(probs, num_samples=1)
+    else:
+        if len(generators) != probs.shape[0]:
+            raise ValueError(f"{len(generators)} generators for a batch of {probs.shape[0]}")
+        tokens = torch.stack([utils.multinomial(p, num_samples=1, generator=g) for p, g in zip(probs, generators)])
+    if indices is not None:
+        tokens = torch.gather(indices, -1, tokens)
+    return tokens
+
+
+class VidMuseLM(LMModel):
+    """AudioCraft `LMModel` whose cross-attention memory is a video embedding.
+
+    Args:
+        pattern_provider, condition_provider, fuser: as `LMModel`; the fuser must route `video` to `cross`.
+        visual_config: the visual side (`VisualConfig`).
+        **kwargs: `LMModel` arguments (n_q, card, dim, num_heads, ...). Cross-attention is always on.
+    """
+
+    def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
+                 fuser: ConditionFuser, visual_config: VisualConfig, **kwargs):
+        if fuser.cond2fuse.get(VIDEO_CONDITION) != "cross":
+            raise ValueError("the fuser must fuse the 'video' condition by cross-attention")
+        kwargs["cross_attention"] = True
+        factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
+        super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
+        self.video_encoder = VideoEncoder(visual_config, self.dim).to(**factory)
+        self._generation_conditions: tp.Optional[ConditionTensors] = None
+        self._generators: tp.Optional[tp.Sequence[torch.Generator]] = None
+        self.set_cross_attention_cache(True)
+
+    @property
+    def visual_config(self) -> VisualConfig:
+        return self.video_encoder.config
+
+    def set_cross_attention_cache(self, enabled: bool):
+        """Use `CachedCrossAttention` (K/V of the memory computed once per generation) or AudioCraft's module.
+
+        Both give the same outputs; the uncached path exists to check that and to measure the speed-up.
+        """
+        for module in cross_attention_modules(self.transformer):
+            if enabled and not isinstance(module, CachedCrossAttention):
+                CachedCrossAttention.convert(module)
+            elif not enabled and isinstance(module, CachedCrossAttention):
+                module.restore()
+
+    def compute_video_condition(self, video: VideoBatch, with_null: bool = False) -> ConditionTensors:
+        """Video memory as AudioCraft condition tensors: `{'video': (memory [B, S, dim], mask [B, S])}`.
+
+        With `with_null`, the batch is `[cond, null]` (2B items, null = black frames), computed in one pass,
+        as classifier-free guidance needs it.
+        """
+        if with_null:
+            video = VideoBatch.cat([video, video.null()])
+        device = next(iter(self.parameters())).device
+        memory = self.video_encoder(video.local_frames.to(device), video.global_frames.to(device),
+                                    None if video.local_times is None else video.local_times.to(device))
+        B, _, T = video.local_frames.shape[:3]
+        if video.local_lengths is None:
+            mask = torch.ones(B, memory.shape[1], dtype=torch.bool, device=device)
+        else:
+            frame_valid = torch.arange(T, device=device)[None, :] < video.local_lengths.to(device)[:, None]
+            mask = frame_valid.repeat_interleave(self.video_encoder.tokens_per_frame, dim=1)
+        return {VIDEO_CONDITION: (memory, mask)}
+
+    def _cross_attention_mask(self, condition_tensors: ConditionTensors) -> tp.Optional[torch.Tensor]:
+        """Key padding mask `[B, S]` of the concatenated cross-attention memory, None when nothing is padded."""
+        masks = [mask for name, (_, mask) in condition_tensors.items() if self.fuser.cond2fuse[name] == "cross"]
+        if not masks:
+            return None
+        mask = torch.cat(masks, dim=1).bool()
+        return None if bool(mask.all()) else mask
+
+    @contextmanager
+    def _memory_mask(self, mask: tp.Optional[torch.Tensor]):
+        modules = [m for m in cross_attention_modules(self.transformer) if isinstance(m, CachedCrossAttention)]
+        if mask is not None and len(modules) != len(cross_attention_modules(self.transformer)):
+            raise RuntimeError("a padded video batch needs the cached cross-attention (key padding mask)")
+        for module in modules:
+            module.key_padding_mask = mask
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.key_padding_mask = None
+
+    def forward(self, sequence: torch.Tensor, conditions: tp.List, condition_tensors: tp.Optional[ConditionTensors]
+                = None, stage: int = -1) -> torch.Tensor:
+        """`LMModel.forward` with the key padding mask of the video memory applied: `[B, K, S]` -> `[B, K, S, card]`."""
+        if condition_tensors is None or VIDEO_CONDITION not in condition_tensors:
+            raise ValueError("VidMuseLM needs the video condition tensors (see compute_video_condition)")
+        with self._memory_mask(self._cross_attention_mask(condition_tensors)):
+            return super().forward(sequence, conditions, condition_tensors, stage)
+
+    def _sample_next_token(self, sequence: torch.Tensor, cfg_conditions, unconditional_state: State,
+                           use_sampling: bool = False, temp: float = 1.0, top_k: int = 0, top_p: float = 0.0,
+                           cfg_coef: tp.Optional[float] = None, two_step_cfg: tp.Optional[bool] = None
+                           ) -> torch.Tensor:
+        """One decoding step with classifier-free guidance on the video: `[B, K, S]` -> next tokens `[B, K, 1]`.
+
+        The batch is `[cond, null]`; guided logits are `null + (cond - null) * cfg_coef` (as the release).
+        """
+        assert self._generation_conditions is not None, "call generate()"
+        B = sequence.shape[0]
+        cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
+        all_logits = self(torch.cat([sequence, sequence], dim=0), [], self._generation_conditions)
+        cond_logits, null_logits = all_logits.split(B, dim=0)
+        logits = null_logits + (cond_logits - null_logits) * cfg_coef  # [B, K, S, card]
+        return sample_next_token(logits[:, :, -1], use_sampling, temp, top_k, top_p, self._generators)
+
+    @torch.no_grad()
+    def generate(self, prompt: tp.Optional[torch.Tensor] = None, conditions: tp.List = [],  # type: ignore[override]
+                 num_samples: tp.Optional[int] = None, max_gen_len: int = 256, use_sampling: bool = True,
+                 temp: float = 1.0, top_k: int = 250, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
+                 two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
+                 callback: tp.Optional[tp.Callable[[int, int], None]] = None, *,
+                 video: tp.Optional[VideoBatch] = None,
+                 generators: tp.Optional[tp.Sequence[torch.Generator]] = None, **kwargs) -> torch.Tensor:
+        """Generate codes `[B, K, max_gen_len]` for a batch of videos (AudioCraft's decoding loop).
+
+        Args:
+            prompt: optional codes `[B, K, T]` to continue.
+            video: the video conditions (required).
+            generators: one `torch.Generator` per item for sampling (see `sample_next_token`).
+            Other arguments as `LMModel.generate`. Text conditions and two-step CFG are not supported.
+        """
+        if video is None:
+            raise ValueError("VidMuseLM.generate needs `video`")
+        if conditions or two_step_cfg:
+            raise ValueError("VidMuseLM.generate takes the video condition only (no attributes, no two-step CFG)")
+        self._generation_conditions = self.compute_video_condition(video, with_null=True)
+        self._generators = generators
+        try:
+            return super().generate(prompt, [], num_samples=len(video), max_gen_len=max_gen_len,
+                                    use_sampling=use_sampling, temp=temp, top_k=top_k, top_p=top_p,
+                                    cfg_coef=cfg_coef, two_step_cfg=False, remove_prompts=remove_prompts,
+                                    check=check, callback=callback)
+        finally:
+            self._generation_conditions = None
+            self._generators = None

@@ -1,0 +1,221 @@
+"""Load VidMuse checkpoints: the official release's folder layout and this project's exports.
+
+A checkpoint folder holds:
+- `state_dict.bin`: `{'best_state': LM state dict, 'xp.cfg': YAML config, 'version', 'exported'}`;
+- `compression_state_dict.bin`: either a pointer `{'pretrained': 'facebook/encodec_32khz'}` (the release) or a
+  full AudioCraft compression checkpoint `{'best_state', 'xp.cfg'}` (this project's trained codecs).
+
+Files are read with `weights_only=True` (a checkpoint cannot run code) and memory-mapped, and the LM is built
+on the `meta` device and then takes the checkpoint's tensors as its parameters, so loading the 7.9 GB release
+does not hold two copies in memory.
+
+Key map from the release's LM state dict to ours (`map_official_state_dict`):
+- `local_pos_embedding`, `global_pos_embedding`, `visual_encoder_model.*`, `local_temporal_transformer.*`,
+  `global_temporal_transformer.*`, `multi_head_cross_attention.*`, `visual_feature_proj.*` -> the same names
+  under `video_encoder.`;
+- `condition_provider.conditioners.description.*` (the output projection of a T5 conditioner the release builds
+  but never calls) -> dropped.
+Everything else (`emb.*`, `transformer.*`, `out_norm.*`, `linears.*`) is AudioCraft's `LMModel` and unchanged.
+"""
+
+import logging
+import re
+from pathlib import Path
+import typing as tp
+
+from audiocraft.models import builders as audiocraft_builders
+from audiocraft.models.encodec import CompressionModel, HFEncodecCompressionModel
+from omegaconf import DictConfig, OmegaConf
+import torch
+
+from .builders import get_vidmuse_lm, get_visual_config, infer_visual_config
+from .lm import VidMuseLM
+
+logger = logging.getLogger(__name__)
+
+LM_FILENAMES = ("state_dict.bin", "pytorch_model.bin")
+COMPRESSION_FILENAME = "compression_state_dict.bin"
+OFFICIAL_HUB_ID = "Zeyue7/VidMuse"
+OFFICIAL_VISUAL_KEYS = ("local_pos_embedding", "global_pos_embedding", "visual_encoder_model.",
+                        "local_temporal_transformer.", "global_temporal_transformer.",
+                        "multi_head_cross_attention.", "visual_feature_proj.")
+UNUSED_OFFICIAL_PREFIX = "condition_provider.conditioners.description."
+
+
+class ModelFilesMissing(FileNotFoundError):
+    """Model files are neither local nor reachable; the message says which files to get and where to put them."""
+
+
+def load_package(path: tp.Union[str, Path]) -> tp.Dict[str, tp.Any]:
+    """`torch.load` a checkpoint file safely (`weights_only=True`), memory-mapped when the format allows it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        logger.info("%s cannot be memory-mapped (legacy format); reading it into memory", path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _hub_download(repo_id: str, filenames: tp.Sequence[str]) -> Path:
+    from huggingface_hub import hf_hub_download
+    errors = []
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        except Exception as err:  # offline, missing repo or file: all end in the same advice
+            errors.append(f"{filename}: {err.__class__.__name__}")
+    raise ModelFilesMissing("; ".join(errors))
+
+
+def find_lm_file(name_or_path: tp.Union[str, Path]) -> Path:
+    """The LM checkpoint file of a folder, a file path, or a Hugging Face hub id (downloaded when reachable)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for filename in LM_FILENAMES:
+            if (path / filename).is_file():
+                return path / filename
+        raise ModelFilesMissing(
+            f"{path} holds no {LM_FILENAMES[0]}. Put the VidMuse weights there: {LM_FILENAMES[0]} and "
+            f"{COMPRESSION_FILENAME} from the Hugging Face model '{OFFICIAL_HUB_ID}' (its {LM_FILENAMES[1]} is the "
+            f"same file), e.g. `huggingface-cli download {OFFICIAL_HUB_ID} --local-dir {path}`.")
+    if not _looks_like_hub_id(str(name_or_path)):
+        raise ModelFilesMissing(f"{name_or_path}: no such checkpoint folder or file")
+    try:
+        return _hub_download(str(name_or_path), LM_FILENAMES)
+    except ModelFilesMissing as err:
+        raise ModelFilesMissing(
+            f"'{name_or_path}' is not a local folder and could not be fetched from the Hugging Face hub ({err}). "
+            f"Download {LM_FILENAMES[0]} and {COMPRESSION_FILENAME} (e.g. from '{OFFICIAL_HUB_ID}') into a folder "
+            f"and pass that folder.") from None
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """`owner/name` with no leading `.` or `/`: a Hugging Face hub id rather than a local path."""
+    return re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", name) is not None
+
+
+def is_official_state_dict(state_dict: tp.Mapping[str, torch.Tensor]) -> bool:
+    return any(key.startswith("visual_encoder_model.") for key in state_dict)
+
+
+def map_official_state_dict(state_dict: tp.Mapping[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:
+    """Rename the release's LM state dict keys to this project's (see the module docstring)."""
+    mapped = {}
+    for key, value in state_dict.items():
+        if key.startswith(UNUSED_OFFICIAL_PREFIX):
+            continue
+        if key.startswith(OFFICIAL_VISUAL_KEYS):
+            key = "video_encoder." + key
+        mapped[key] = value
+    return mapped
+
+
+def _resolve_dtype(dtype: tp.Optional[tp.Union[str, torch.dtype]], device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32  # the release's choice on GPU
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.replace("fp16", "float16").replace("bf16", "bfloat16").replace(
+            "fp32", "float32"))
+    assert isinstance(dtype, torch.dtype)
+    return dtype
+
+
+def load_lm_model(name_or_path: tp.Union[str, Path], device: tp.Union[str, torch.device] = "cpu",
+                  dtype: tp.Optional[tp.Union[str, torch.dtype]] = None,
+                  clip_num_heads: tp.Optional[int] = None) -> VidMuseLM:
+    """Load a VidMuse LM (official or exported by this project).
+
+    Args:
+        name_or_path: checkpoint folder, `state_dict.bin` file, or hub id.
+        device: where to put the model.
+        dtype: parameter dtype (`float32`, `float16`, `bfloat16`); default float32 on CPU, float16 on CUDA.
+        clip_num_heads: CLIP head count when the checkpoint does not record it (official ones: 12 for ViT-B/32).
+    """
+    device = torch.device(device)
+    dtype = _resolve_dtype(dtype, device)
+    file = find_lm_file(name_or_path)
+    pkg = load_package(file)
+    cfg = OmegaConf.create(pkg["xp.cfg"])
+    state = pkg["best_state"]
+    if is_official_state_dict(state):
+        state = map_official_state_dict(state)
+    visual = get_visual_config(cfg)
+    if visual is None:
+        video_cfg = cfg.get("video") or {}
+        visual = infer_visual_config(state, cfg.transformer_lm.num_heads, clip_num_heads,
+                                     local_fps=float(video_cfg.get("video_fps", 2)))
+    elif clip_num_heads is not None:
+        visual.clip["num_attention_heads"] = clip_num_heads
+    with torch.device("meta"):
+        lm = get_vidmuse_lm(cfg, visual)
+    lm.load_state_dict(state, strict=True, assign=True)
+    lm.video_encoder.reset_non_persistent_buffers()
+    still_meta = [name for name, buffer in lm.named_buffers() if buffer.is_meta]
+    assert not still_meta, f"buffers not restored after loading: {still_meta}"
+    lm = lm.to(device=device, dtype=dtype).eval()
+    lm.cfg = _runtime_cfg(cfg, device, dtype, visual)
+    return lm
+
+
+def _runtime_cfg(cfg: DictConfig, device: torch.device, dtype: torch.dtype, visual) -> DictConfig:
+    """The checkpoint's config with the device, dtype and full visual config of the loaded model."""
+    OmegaConf.set_struct(cfg, False)
+    cfg.device = str(device)
+    cfg.dtype = str(dtype).replace("torch.", "")
+    if cfg.get("video") is None:
+        cfg.video = {}
+    cfg.video.visual = visual.to_dict()
+    return cfg
+
+
+def _hf_encodec(path_or_id: str) -> CompressionModel:
+    from transformers import EncodecModel
+    return HFEncodecCompressionModel(EncodecModel.from_pretrained(path_or_id))
+
+
+def load_pretrained_compression_model(name: str, search_dir: tp.Optional[Path] = None) -> CompressionModel:
+    """Resolve a compression-model pointer such as `facebook/encodec_32khz`.
+
+    Order: a folder of that name in `search_dir` (a transformers `save_pretrained` folder, e.g.
+    `model/encodec_32khz/`), then the Hugging Face cache or hub. Raises `ModelFilesMissing` with what to get.
+    """
+    name = name.removeprefix("//pretrained/")
+    if search_dir is not None:
+        local = Path(search_dir) / Path(name).name
+        if (local / "config.json").is_file():
+            return _hf_encodec(str(local))
+    if name in ("dac_44khz", "dac_24khz", "debug_compression_model"):
+        return CompressionModel.get_pretrained(name)
+    try:
+        return _hf_encodec(name)
+    except OSError as err:
+        where = Path(search_dir or ".") / Path(name).name
+        raise ModelFilesMissing(
+            f"compression model '{name}' not found: no folder {where}/ and not in the Hugging Face cache "
+            f"(hub unreachable or offline: {err.__class__.__name__}). Get config.json and model.safetensors from "
+            f"the Hugging Face model '{name}' into {where}/, e.g. `huggingface-cli download {name} --local-dir "
+            f"{where}`.") from None
+
+
+def load_compression_model(name_or_path: tp.Union[str, Path],
+                           device: tp.Union[str, torch.device] = "cpu") -> CompressionModel:
+    """Load the compression model of a checkpoint folder (or a `compression_state_dict.bin` file, or a hub id)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        path = path / COMPRESSION_FILENAME
+    if not path.is_file():
+        if Path(name_or_path).exists() or not _looks_like_hub_id(str(name_or_path)):
+            raise ModelFilesMissing(f"{path} not found: the checkpoint folder needs {COMPRESSION_FILENAME}")
+        path = _hub_download(str(name_or_path), [COMPRESSION_FILENAME])
+    pkg = load_package(path)
+    if "pretrained" in pkg:
+        model = load_pretrained_compression_model(pkg["pretrained"], path.parent)
+    else:
+        cfg = OmegaConf.create(pkg["xp.cfg"])
+        cfg.device = "cpu"
+        model = audiocraft_builders.get_compression_model(cfg)
+        model.load_state_dict(pkg["best_state"])
+    return model.to(device).eval()

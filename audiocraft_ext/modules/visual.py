@@ -1,0 +1,252 @@
+"""The visual side of VidMuse: CLIP frame tokens, the long-short-term fusion, and the projection to the LM.
+
+Module and parameter names follow the release's state dict (`local_temporal_transformer.layers.N.0.fn.to_qkv`,
+`multi_head_cross_attention.query`, ...), so an official checkpoint loads after only a prefix change
+(see `audiocraft_ext.models.loaders.map_official_state_dict`).
+"""
+
+from dataclasses import asdict, dataclass, field
+import typing as tp
+
+from audiocraft.modules.transformer import create_sin_embedding
+from einops import rearrange
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+# CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# ViT-B/32 as loaded by the release from `openai/clip-vit-base-patch32`.
+CLIP_VIT_B32 = dict(hidden_size=768, intermediate_size=3072, projection_dim=512, num_hidden_layers=12,
+                    num_attention_heads=12, num_channels=3, image_size=224, patch_size=32,
+                    hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+@dataclass
+class VisualConfig:
+    """Everything needed to build the visual side of a VidMuse LM.
+
+    Attributes:
+        clip: `CLIPVisionConfig` keyword arguments of the (frozen) vision tower.
+        temporal_dim: width of the frame tokens (= CLIP hidden size).
+        temporal_depth, temporal_heads, temporal_dim_head, temporal_mlp_dim: the per-frame transformers
+            (the release calls them "temporal"; they attend within each frame's tokens).
+        fusion_heads: heads of the local-to-global cross-attention (3 in the release).
+        frame_time_embedding: add a sinusoidal embedding of each local frame's time (window-relative) to the
+            projected memory. Off for the release's weights; new models should turn it on (DESIGN §4).
+        frame_time_max_period: max period of that embedding, in local-frame units.
+        local_fps: rate of the local frames (2 in the release).
+        num_global_frames: global frames at inference (32 in the release; its training used 64).
+    """
+    clip: tp.Dict[str, tp.Any] = field(default_factory=lambda: dict(CLIP_VIT_B32))
+    temporal_dim: int = 768
+    temporal_depth: int = 2
+    temporal_heads: int = 16
+    temporal_dim_head: int = 64
+    temporal_mlp_dim: int = 3072
+    fusion_heads: int = 3
+    frame_time_embedding: bool = False
+    frame_time_max_period: float = 10000.0
+    local_fps: float = 2.0
+    num_global_frames: int = 32
+
+    def to_dict(self) -> tp.Dict[str, tp.Any]:
+        return asdict(self)
+
+
+def clip_preprocess(frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """CLIP pixel normalisation of uint8 frames `[N, 3, H, W]` (already 224×224) -> `[N, 3, H, W]` float.
+
+    Rescales by 1/255 in float64 then normalises in float32, as `CLIPImageProcessor` does; black frames become
+    `-mean / std` per channel (the release's CFG null condition).
+    """
+    pixels = (frames.to(torch.float64) * (1 / 255)).to(torch.float32)
+    mean = torch.tensor(CLIP_MEAN, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((pixels - mean) / std).to(dtype)
+
+
+class PreNorm(nn.Module):
+    """`fn(LayerNorm(x))`."""
+
+    def __init__(self, dim: int, fn: nn.Module):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.norm(x))
+
+
+class TokenSelfAttention(nn.Module):
+    """Multi-head self-attention over the tokens of one frame, `[N, P, dim] -> [N, P, dim]`, no mask."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float = 0.0):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.dropout = dropout
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = (rearrange(t, "n p (h d) -> n h p d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.to_out(rearrange(out, "n h p d -> n p (h d)"))
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU -> Linear with dropout, `[..., dim] -> [..., dim]`."""
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden_dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FrameTransformer(nn.Module):
+    """Pre-norm transformer applied to each frame's tokens independently: `[N, P, dim] -> [N, P, dim]`.
+
+    The release names these "temporal" transformers, but frames are not mixed: attention is within a frame.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.layers = nn.ModuleList([
+            nn.ModuleList([PreNorm(dim, TokenSelfAttention(dim, heads, dim_head, dropout)),
+                           PreNorm(dim, FeedForward(dim, mlp_dim, dropout))])
+            for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for attention, feed_forward in self.layers:  # type: ignore[misc]
+            x = attention(x) + x
+            x = feed_forward(x) + x
+        return self.norm(x)
+
+
+class GlobalContextAttention(nn.Module):
+    """Local tokens attend to global tokens (post-norm residual blocks), `[B, N, dim], [B, M, dim] -> [B, N, dim]`.
+
+    `final_linear` starts at zero, so a fresh module passes the local tokens through (up to the norms).
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.final_linear = nn.Linear(dim, dim)
+        nn.init.zeros_(self.final_linear.weight)
+        nn.init.zeros_(self.final_linear.bias)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, local: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.num_heads)
+                   for t in (self.query(local), self.key(context), self.value(context)))
+        attended = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
+        out = self.norm1(attended + local)
+        return self.norm2(self.final_linear(out) + out)
+
+
+class VideoEncoder(nn.Module):
+    """Frames -> cross-attention memory of the LM (VidMuse's visual encoder + long-short-term module).
+
+    Args:
+        config: the `VisualConfig`.
+        output_dim: LM width.
+    Shapes: local frames uint8 `[B, 3, T, H, W]`, global frames uint8 `[B, 3, Tg, H, W]`,
+    output `[B, T * P, output_dim]` with P tokens per frame (50 for ViT-B/32 at 224 px).
+    """
+
+    def __init__(self, config: VisualConfig, output_dim: int):
+        super().__init__()
+        self.config = config
+        clip_config = CLIPVisionConfig(**config.clip)
+        if clip_config.hidden_size != config.temporal_dim:
+            raise ValueError(f"CLIP width {clip_config.hidden_size} != temporal_dim {config.temporal_dim}")
+        num_tokens = (clip_config.image_size // clip_config.patch_size) ** 2 + 1
+        self.visual_encoder_model = CLIPVisionModelWithProjection(clip_config)
+        self.visual_encoder_model.requires_grad_(False)
+        self.visual_encoder_model.eval()
+        dim = config.temporal_dim
+        self.local_pos_embedding = nn.Parameter(torch.randn(1, num_tokens, dim))
+        self.global_pos_embedding = nn.Parameter(torch.randn(1, num_tokens, dim))
+        transformer_args = dict(dim=dim, depth=config.temporal_depth, heads=config.temporal_heads,
+                                dim_head=config.temporal_dim_head, mlp_dim=config.temporal_mlp_dim)
+        self.local_temporal_transformer = FrameTransformer(**transformer_args)  # type: ignore[arg-type]
+        self.global_temporal_transformer = FrameTransformer(**transformer_args)  # type: ignore[arg-type]
+        self.multi_head_cross_attention = GlobalContextAttention(dim, config.fusion_heads)
+        self.visual_feature_proj = nn.Linear(dim, output_dim)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.visual_encoder_model.eval()  # the CLIP tower stays frozen
+        return self
+
+    def reset_non_persistent_buffers(self):
+        """Rebuild CLIP's `position_ids` (a buffer not saved in checkpoints), e.g. after building on `meta`."""
+        embeddings = self.visual_encoder_model.vision_model.embeddings
+        embeddings.position_ids = torch.arange(embeddings.num_positions).expand((1, -1))
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.local_pos_embedding.shape[1]
+
+    @torch.no_grad()
+    def clip_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """CLIP `last_hidden_state` of uint8 frames `[N, 3, H, W]` -> `[N, P, temporal_dim]` (no post-layernorm)."""
+        dtype = self.local_pos_embedding.dtype
+        pixels = clip_preprocess(frames.to(self.local_pos_embedding.device), dtype)
+        return self.visual_encoder_model.vision_model(pixel_values=pixels).last_hidden_state
+
+    def fuse(self, local_tokens: torch.Tensor, global_tokens: torch.Tensor,
+             local_times: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Long-short-term fusion of CLIP tokens.
+
+        Args:
+            local_tokens: `[B, T, P, D]` CLIP tokens of the local frames.
+            global_tokens: `[B, Tg, P, D]` CLIP tokens of the global frames.
+            local_times: `[B, T]` time of each local frame in seconds from the window start; used only when
+                the frame-time embedding is on (default: k / local_fps).
+        Returns:
+            `[B, T * P, output_dim]` cross-attention memory.
+        """
+        B, T = local_tokens.shape[:2]
+        local = self.local_temporal_transformer(local_tokens.flatten(0, 1) + self.local_pos_embedding)
+        glob = self.global_temporal_transformer(global_tokens.flatten(0, 1) + self.global_pos_embedding)
+        local = rearrange(local, "(b t) p d -> b (t p) d", b=B)
+        glob = rearrange(glob, "(b t) p d -> b (t p) d", b=B)
+        memory = self.visual_feature_proj(self.multi_head_cross_attention(local, glob))
+        if self.config.frame_time_embedding:
+            memory = memory + self.frame_time_embedding(B, T, local_times, memory)
+        return memory
+
+    def frame_time_embedding(self, batch: int, num_frames: int, local_times: tp.Optional[torch.Tensor],
+                             memory: torch.Tensor) -> torch.Tensor:
+        """Sinusoidal embedding of each local frame's time, repeated over its tokens: `[B, T * P, output_dim]`."""
+        if local_times is None:
+            local_times = torch.arange(num_frames, device=memory.device).float().expand(batch, -1)
+            local_times = local_times / self.config.local_fps
+        positions = (local_times.to(memory.device).float() * self.config.local_fps)[..., None]  # [B, T, 1]
+        emb = create_sin_embedding(positions, memory.shape[-1], max_period=self.config.frame_time_max_period)
+        return emb.repeat_interleave(self.tokens_per_frame, dim=1).to(memory.dtype)
+
+    def forward(self, local_frames: torch.Tensor, global_frames: torch.Tensor,
+                local_times: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 local `[B, 3, T, H, W]` and global `[B, 3, Tg, H, W]` frames -> memory `[B, T * P, output_dim]`."""
+        B, _, T = local_frames.shape[:3]
+        Tg = global_frames.shape[2]
+        local_tokens = self.clip_tokens(rearrange(local_frames, "b c t h w -> (b t) c h w"))
+        global_tokens = self.clip_tokens(rearrange(global_frames, "b c t h w -> (b t) c h w"))
+        return self.fuse(local_tokens.view(B, T, *local_tokens.shape[1:]),
+                         global_tokens.view(B, Tg, *global_tokens.shape[1:]), local_times)
