@@ -6,6 +6,8 @@ count: official checkpoints use ViT-B/32's (head size 64) unless the caller over
 by this project carry the full `VisualConfig` under `video.visual` in their config.
 """
 
+import os
+from pathlib import Path
 import re
 import typing as tp
 
@@ -18,6 +20,7 @@ import torch
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
 from .lm import VIDEO_CONDITION, VidMuseLM
 
+CONFIG_DIR = Path(os.environ.get("AUDIOCRAFT_CONFIG", Path(__file__).resolve().parents[2] / "config"))
 CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 # ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
 CLIP_HEAD_DIM = 64
@@ -36,11 +39,22 @@ def get_visual_config(cfg: omegaconf.DictConfig) -> tp.Optional[VisualConfig]:
     return VisualConfig(**dict_from_config(video.visual))
 
 
-def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: VisualConfig,
+def load_lm_config(overrides: tp.Sequence[str] = (), config_name: str = "model/lm/vidmuse_lm"
+                   ) -> omegaconf.DictConfig:
+    """Compose an LM config from the project's Hydra tree, e.g. `load_lm_config(['model/lm/model_scale=tiny'])`."""
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.1"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: tp.Optional[VisualConfig] = None,
                    device: tp.Optional[tp.Union[str, torch.device]] = None,
                    dtype: tp.Optional[torch.dtype] = None) -> VidMuseLM:
     """Instantiate a `VidMuseLM` from an AudioCraft-style config (`transformer_lm`, `codebooks_pattern`,
-    `classifier_free_guidance`) and the visual config."""
+    `classifier_free_guidance`) and the visual config (default: `cfg.video.visual`)."""
+    visual_config = visual_config or get_visual_config(cfg)
+    if visual_config is None:
+        raise ValueError("no visual config: pass one or set video.visual in the config")
     kwargs = dict_from_config(cfg.transformer_lm)
     kwargs.pop("q_modeling", None)
     kwargs.pop("cross_attention", None)  # always on; the release's cfg says false while using it

@@ -1,0 +1,235 @@
+"""`VidMuse`: music for videos, on AudioCraft's `BaseGenModel`.
+
+Beyond the release's wrapper: a batch of videos of different lengths (each item gets the same music it would get
+alone with the same seed), music exactly as long as each video, sliding windows with the right frames for every
+window (the last included), per-item random generators instead of reseeding the global RNG, any device.
+"""
+
+from dataclasses import dataclass
+import logging
+import math
+from pathlib import Path
+import typing as tp
+
+from audiocraft.models.encodec import CompressionModel
+from audiocraft.models.genmodel import BaseGenModel
+from audiocraft.utils.autocast import TorchAutocast
+import torch
+from tqdm import tqdm
+
+from ..data.video import VideoFrames, load_video_frames, num_local_frames
+from .lm import VideoBatch, VidMuseLM
+from .loaders import load_compression_model, load_lm_model
+
+logger = logging.getLogger(__name__)
+
+VideoInput = tp.Union[VideoFrames, str, Path]
+Seed = tp.Optional[tp.Union[int, tp.Sequence[int]]]
+
+
+@dataclass
+class Window:
+    """One generation window of one video.
+
+    Attributes:
+        start_token: first token of the window (prompt included), in the video's token sequence.
+        num_tokens: tokens the window generates, prompt included.
+        prompt_tokens: tokens carried over from the previous window.
+        start_frame: first local frame of the window.
+        num_frames: local frames covering the window.
+    """
+    start_token: int
+    num_tokens: int
+    prompt_tokens: int
+    start_frame: int
+    num_frames: int
+
+
+def plan_windows(total_tokens: int, frame_rate: float, local_fps: float, window_seconds: float,
+                 stride_seconds: float) -> tp.List[Window]:
+    """Split `total_tokens` of music into windows of `window_seconds`, each starting `stride_seconds` after the
+    previous one and prompted by the previous window's last `window - stride` seconds (AudioCraft's scheme).
+
+    Local frames follow the audio: window w covers audio from `w * stride` s, so its frames start at
+    `w * stride * local_fps`; the last window takes the frames of its own span.
+    """
+    window_tokens = int(window_seconds * frame_rate)
+    stride_tokens = int(stride_seconds * frame_rate)
+    prompt_tokens = window_tokens - stride_tokens
+    windows = [Window(0, min(total_tokens, window_tokens), 0, 0,
+                      num_local_frames(min(total_tokens, window_tokens) / frame_rate, local_fps))]
+    start = stride_tokens
+    while total_tokens > window_tokens and start + prompt_tokens < total_tokens:
+        num_tokens = min(total_tokens - start, window_tokens)
+        windows.append(Window(start, num_tokens, prompt_tokens, round(start / frame_rate * local_fps),
+                              num_local_frames(num_tokens / frame_rate, local_fps)))
+        start += stride_tokens
+    return windows
+
+
+class VidMuse(BaseGenModel):
+    """Video-to-music generation.
+
+    Args:
+        name: model name or folder.
+        compression_model: the audio codec (EnCodec 32 kHz for the release).
+        lm: the `VidMuseLM`.
+        max_duration: length of a generation window in seconds (30, as the release was trained).
+        autocast_dtype: mixed precision on CUDA (`torch.float16` as the release, `torch.bfloat16`, or None).
+    """
+
+    def __init__(self, name: str, compression_model: CompressionModel, lm: VidMuseLM, max_duration: float = 30.0,
+                 autocast_dtype: tp.Optional[torch.dtype] = torch.float16):
+        super().__init__(name, compression_model, lm, max_duration)
+        self.lm: VidMuseLM = lm
+        self.autocast = TorchAutocast(enabled=self.device.type == "cuda" and autocast_dtype is not None,
+                                      device_type=self.device.type, dtype=autocast_dtype)
+        self.set_generation_params()
+
+    @staticmethod
+    def get_pretrained(name: tp.Union[str, Path] = "./model", device: tp.Optional[tp.Union[str, torch.device]] = None,
+                       dtype: tp.Optional[tp.Union[str, torch.dtype]] = None,
+                       clip_num_heads: tp.Optional[int] = None) -> "VidMuse":
+        """Load a checkpoint folder (official layout or this project's export) or a hub id.
+
+        Args:
+            name: folder with `state_dict.bin` + `compression_state_dict.bin`, or a hub id.
+            device: default CUDA when available, else CPU.
+            dtype: LM parameter dtype; default float32 on CPU, float16 on CUDA (as the release).
+            clip_num_heads: CLIP head count for checkpoints that do not record it (default ViT-B/32's 12).
+        """
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        lm = load_lm_model(name, device=device, dtype=dtype, clip_num_heads=clip_num_heads)
+        compression_model = load_compression_model(name, device=device)
+        return VidMuse(str(name), compression_model, lm)
+
+    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, cfg_coef: float = 3.0, extend_stride: float = 29.5):
+        """Sampling parameters (defaults: the release's).
+
+        Args:
+            use_sampling: sample (True) or take the argmax.
+            top_k: keep the k most likely tokens (0: off; clamped to the codebook size).
+            top_p: nucleus sampling threshold (0: off; takes precedence over top_k).
+            temperature: softmax temperature (0: greedy).
+            cfg_coef: classifier-free guidance coefficient (null condition: a black video).
+            extend_stride: seconds between the starts of consecutive windows for videos longer than
+                `max_duration`; the rest of the window is the audio prompt (29.5 -> 0.5 s prompt).
+        """
+        if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
+            raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
+        if not 0 < extend_stride < self.max_duration:
+            raise ValueError(f"extend_stride must be in (0, {self.max_duration}), got {extend_stride}")
+        local_fps = self.lm.visual_config.local_fps
+        for rate, what in ((self.frame_rate, "audio frame"), (local_fps, "local video frame")):
+            if abs(extend_stride * rate - round(extend_stride * rate)) > 1e-6:
+                raise ValueError(f"extend_stride {extend_stride} s is not a whole number of {what}s ({rate} Hz)")
+        self.extend_stride = extend_stride
+        self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
+                                  "top_p": top_p, "cfg_coef": cfg_coef}
+
+    def load_video(self, path: tp.Union[str, Path], resize_mode: str = "squash") -> VideoFrames:
+        """Read a video's frames as this model samples them (local fps, global frame count, frame size)."""
+        config = self.lm.visual_config
+        return load_video_frames(path, local_fps=config.local_fps, num_global_frames=config.num_global_frames,
+                                 size=config.clip["image_size"], resize_mode=resize_mode)
+
+    def _seeds(self, seed: Seed, batch: int) -> tp.List[int]:
+        if seed is None:
+            # Drawn from (not written to) the global RNG, so torch.manual_seed makes runs repeatable.
+            return torch.randint(0, 2 ** 31 - 1, (batch,)).tolist()
+        if isinstance(seed, int):
+            return [seed] * batch
+        if len(seed) != batch:
+            raise ValueError(f"{len(seed)} seeds for {batch} videos")
+        return list(seed)
+
+    def _check_frames(self, frames: VideoFrames) -> VideoFrames:
+        local_fps = self.lm.visual_config.local_fps
+        if abs(frames.local_fps - local_fps) > 1e-6:
+            raise ValueError(f"{frames.path or 'video'}: local frames at {frames.local_fps} fps, model uses {local_fps}")
+        return frames
+
+    @torch.no_grad()
+    def generate(self, videos: tp.Sequence[VideoInput], seed: Seed = None,  # type: ignore[override]
+                 progress: bool = False, return_tokens: bool = False
+                 ) -> tp.Union[tp.List[torch.Tensor], tp.Tuple[tp.List[torch.Tensor], tp.List[torch.Tensor]]]:
+        """Generate music for a batch of videos.
+
+        Args:
+            videos: `VideoFrames` or video paths (read with `load_video`).
+            seed: one seed for every item, one per item, or None (drawn from the global RNG). An item's music
+                depends on its seed and its video only, not on the rest of the batch.
+            progress: show a progress bar over decoding steps.
+            return_tokens: also return the codes.
+        Returns:
+            One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`).
+        """
+        items = [self._check_frames(v) if isinstance(v, VideoFrames) else self.load_video(v) for v in videos]
+        if not items:
+            return ([], []) if return_tokens else []
+        generators = [torch.Generator(device=self.device).manual_seed(s) for s in self._seeds(seed, len(items))]
+        local_fps = self.lm.visual_config.local_fps
+        plans = [plan_windows(math.ceil(item.duration * self.frame_rate - 1e-6), self.frame_rate, local_fps,
+                              self.max_duration, self.extend_stride) for item in items]
+        num_windows = max(len(p) for p in plans)
+        steps_per_window = [max(p[w].num_tokens - p[w].prompt_tokens for p in plans if w < len(p))
+                            for w in range(num_windows)]
+        total_steps = sum(steps_per_window)
+        bar = tqdm(total=total_steps, desc="generating", unit="step", disable=not progress)
+        chunks: tp.List[tp.List[torch.Tensor]] = [[] for _ in items]
+        last_codes: tp.List[tp.Optional[torch.Tensor]] = [None] * len(items)
+        done_steps = 0
+
+        def on_step(generated: int, to_generate: int):
+            bar.n = done_steps + min(generated, steps_per_window[window])
+            bar.refresh()
+            if self._progress_callback is not None:
+                self._progress_callback(bar.n, total_steps)
+
+        try:
+            for window in range(num_windows):
+                active = [i for i, p in enumerate(plans) if window < len(p)]
+                batch = self._window_batch([items[i] for i in active], [plans[i][window] for i in active])
+                prompt = None
+                if window > 0:
+                    prompt = torch.stack([last_codes[i][:, -plans[i][window].prompt_tokens:]  # type: ignore
+                                          for i in active])
+                with self.autocast:
+                    codes = self.lm.generate(prompt, video=batch, generators=[generators[i] for i in active],
+                                             max_gen_len=max(plans[i][window].num_tokens for i in active),
+                                             callback=on_step, **self.generation_params)
+                for row, i in enumerate(active):
+                    plan = plans[i][window]
+                    item_codes = codes[row, :, :plan.num_tokens]
+                    last_codes[i] = item_codes
+                    chunks[i].append(item_codes[:, plan.prompt_tokens:])
+                done_steps += steps_per_window[window]
+        finally:
+            bar.close()
+        tokens = [torch.cat(c, dim=-1) for c in chunks]
+        audio = [self._decode(t, item.duration) for t, item in zip(tokens, items)]
+        return (audio, tokens) if return_tokens else audio
+
+    def _window_batch(self, items: tp.Sequence[VideoFrames], windows: tp.Sequence[Window]) -> VideoBatch:
+        """Local frames of each item's window (padded to the longest) and the global frames: a `VideoBatch`."""
+        frames = []
+        for item, window in zip(items, windows):
+            local = item.local_window(window.start_frame, window.num_frames)
+            if local.shape[1] < window.num_frames:  # repeat the last frame
+                pad = local[:, -1:].expand(-1, window.num_frames - local.shape[1], -1, -1)
+                local = torch.cat([local, pad], dim=1)
+            frames.append(local)
+        longest = max(f.shape[1] for f in frames)
+        padded = torch.stack([torch.nn.functional.pad(f, (0, 0, 0, 0, 0, longest - f.shape[1])) for f in frames])
+        global_counts = {item.global_frames.shape[1] for item in items}
+        if len(global_counts) > 1:
+            raise ValueError(f"videos of one batch need the same number of global frames, got {global_counts}")
+        return VideoBatch(padded, torch.stack([item.global_frames for item in items]),
+                          local_lengths=torch.tensor([f.shape[1] for f in frames]))
+
+    def _decode(self, tokens: torch.Tensor, duration: float) -> torch.Tensor:
+        """Codes `[K, T]` -> waveform `[C, round(duration * sample_rate)]` (decoded alone: no padding effects)."""
+        wav = self.compression_model.decode(tokens[None].to(self.device), None)[0]
+        return wav[:, :round(duration * self.sample_rate)].float().cpu()

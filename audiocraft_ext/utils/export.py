@@ -1,0 +1,63 @@
+"""Write checkpoint folders that `VidMuse.get_pretrained` loads (the release's layout).
+
+- `state_dict.bin`: `{'best_state', 'xp.cfg' (YAML), 'version', 'exported'}`; our exports record the full
+  visual config under `video.visual` so that nothing has to be guessed from shapes when loading.
+- `compression_state_dict.bin`: a pointer `{'pretrained': name}` or a full codec `{'best_state', 'xp.cfg'}`.
+
+Files are written atomically (temporary file + rename): an interrupted export never leaves a half-written file.
+"""
+
+import os
+from pathlib import Path
+import tempfile
+import typing as tp
+
+from omegaconf import DictConfig, OmegaConf
+import torch
+from torch import nn
+
+from .. import __version__
+
+LM_FILENAME = "state_dict.bin"
+COMPRESSION_FILENAME = "compression_state_dict.bin"
+
+
+def atomic_torch_save(obj: tp.Any, path: tp.Union[str, Path]) -> Path:
+    """`torch.save` to a temporary file in the same folder, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _package(state: tp.Mapping[str, torch.Tensor], cfg: DictConfig) -> tp.Dict[str, tp.Any]:
+    return {"best_state": {k: v.detach().cpu().contiguous() for k, v in state.items()},
+            "xp.cfg": OmegaConf.to_yaml(cfg), "version": __version__, "exported": True}
+
+
+def export_lm_model(lm: nn.Module, cfg: DictConfig, out_file: tp.Union[str, Path]) -> Path:
+    """Save a `VidMuseLM`'s weights with its config (the visual config written in full) to `out_file`."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.set_struct(cfg, False)
+    if cfg.get("video") is None:
+        cfg.video = {}
+    cfg.video.visual = lm.visual_config.to_dict()  # type: ignore[attr-defined]
+    return atomic_torch_save(_package(lm.state_dict(), cfg), out_file)
+
+
+def export_pretrained_compression_model(name: str, out_file: tp.Union[str, Path]) -> Path:
+    """Save a pointer to a pretrained codec (e.g. `facebook/encodec_32khz`), as the release does."""
+    return atomic_torch_save({"pretrained": name, "exported": True, "version": __version__}, out_file)
+
+
+def export_compression_model(model: nn.Module, cfg: DictConfig, out_file: tp.Union[str, Path]) -> Path:
+    """Save an AudioCraft compression model (e.g. a trained `EncodecModel`) with the config that builds it."""
+    return atomic_torch_save(_package(model.state_dict(), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))),
+                             out_file)
