@@ -43,7 +43,7 @@ def load_lm_config(overrides: tp.Sequence[str] = (), config_name: str = "model/l
                    ) -> omegaconf.DictConfig:
     """Compose an LM config from the project's Hydra tree, e.g. `load_lm_config(['model/lm/model_scale=tiny'])`."""
     from hydra import compose, initialize_config_dir
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.1"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 

@@ -105,7 +105,8 @@ class VidMuse(BaseGenModel):
         return VidMuse(str(name), compression_model, lm)
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
-                              temperature: float = 1.0, cfg_coef: float = 3.0, extend_stride: float = 29.5):
+                              temperature: float = 1.0, cfg_coef: float = 3.0,
+                              extend_stride: tp.Optional[float] = None):
         """Sampling parameters (defaults: the release's).
 
         Args:
@@ -115,8 +116,11 @@ class VidMuse(BaseGenModel):
             temperature: softmax temperature (0: greedy).
             cfg_coef: classifier-free guidance coefficient (null condition: a black video).
             extend_stride: seconds between the starts of consecutive windows for videos longer than
-                `max_duration`; the rest of the window is the audio prompt (29.5 -> 0.5 s prompt).
+                `max_duration`; the rest of the window is the audio prompt. Default: a 0.5 s prompt
+                (29.5 s with 30 s windows, as the release).
         """
+        if extend_stride is None:
+            extend_stride = self.max_duration - 0.5
         if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
             raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
         if not 0 < extend_stride < self.max_duration:
