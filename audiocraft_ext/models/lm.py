@@ -195,24 +195,30 @@ class VidMuseLM(LMModel):
                  temp: float = 1.0, top_k: int = 250, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
                  two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
                  callback: tp.Optional[tp.Callable[[int, int], None]] = None, *,
-                 video: tp.Optional[VideoBatch] = None,
+                 video: tp.Optional[VideoBatch] = None, cfg_condition_tensors: tp.Optional[ConditionTensors] = None,
                  generators: tp.Optional[tp.Sequence[torch.Generator]] = None, **kwargs) -> torch.Tensor:
         """Generate codes `[B, K, max_gen_len]` for a batch of videos (AudioCraft's decoding loop).
 
         Args:
             prompt: optional codes `[B, K, T]` to continue.
-            video: the video conditions (required).
+            video: the video conditions; or
+            cfg_condition_tensors: precomputed `[cond, null]` condition tensors (2B items), e.g. from
+                `compute_video_condition(video, with_null=True)`, to reuse one memory across calls.
             generators: one `torch.Generator` per item for sampling (see `sample_next_token`).
-            Other arguments as `LMModel.generate`. Text conditions and two-step CFG are not supported.
+            Other arguments as `LMModel.generate`. Text attributes and two-step CFG are not supported.
         """
-        if video is None:
-            raise ValueError("VidMuseLM.generate needs `video`")
+        if (video is None) == (cfg_condition_tensors is None):
+            raise ValueError("VidMuseLM.generate needs exactly one of `video` or `cfg_condition_tensors`")
         if conditions or two_step_cfg:
             raise ValueError("VidMuseLM.generate takes the video condition only (no attributes, no two-step CFG)")
-        self._generation_conditions = self.compute_video_condition(video, with_null=True)
+        if cfg_condition_tensors is None:
+            assert video is not None
+            cfg_condition_tensors = self.compute_video_condition(video, with_null=True)
+        batch = cfg_condition_tensors[VIDEO_CONDITION][0].shape[0] // 2
+        self._generation_conditions = cfg_condition_tensors
         self._generators = generators
         try:
-            return super().generate(prompt, [], num_samples=len(video), max_gen_len=max_gen_len,
+            return super().generate(prompt, [], num_samples=batch, max_gen_len=max_gen_len,
                                     use_sampling=use_sampling, temp=temp, top_k=top_k, top_p=top_p,
                                     cfg_coef=cfg_coef, two_step_cfg=False, remove_prompts=remove_prompts,
                                     check=check, callback=callback)

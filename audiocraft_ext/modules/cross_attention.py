@@ -39,14 +39,15 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         return self
 
     def _project_memory(self, memory: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values `[B, H, S, D / H]` of the memory `[B, S, D]`, in one matrix product."""
         dim = self.embed_dim
         bias = self.in_proj_bias
-        k = F.linear(memory, self.in_proj_weight[dim:2 * dim], None if bias is None else bias[dim:2 * dim])
-        v = F.linear(memory, self.in_proj_weight[2 * dim:], None if bias is None else bias[2 * dim:])
+        k, v = F.linear(memory, self.in_proj_weight[dim:], None if bias is None else bias[dim:]).split(dim, dim=-1)
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
-        return (rearrange(k, "b s (h d) -> b h s d", h=self.num_heads),
-                rearrange(v, "b s (h d) -> b h s d", h=self.num_heads))
+        # Contiguous head-major copies: every decoding step then reads them sequentially (much faster SDPA).
+        return (rearrange(k, "b s (h d) -> b h s d", h=self.num_heads).contiguous(),
+                rearrange(v, "b s (h d) -> b h s d", h=self.num_heads).contiguous())
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,  # type: ignore[override]
                 key_padding_mask=None, need_weights=False, attn_mask=None,
