@@ -31,7 +31,7 @@ def read_index(frame: torch.Tensor) -> int:
 
 def write_video(path: tp.Union[str, Path], num_frames: int, fps: tp.Union[float, Fraction] = 25,
                 size: tp.Tuple[int, int] = (64, 48), pts_seconds: tp.Optional[tp.Sequence[float]] = None,
-                rotation: int = 0, audio_seconds: float = 0.0, codec: str = "libx264",
+                rotation: int = 0, audio_seconds: float = 0.0, codec: str = "libx264", pix_fmt: str = "yuv420p",
                 frame_fn: tp.Optional[tp.Callable[[int, int, int], np.ndarray]] = None) -> Path:
     """Write a video of `num_frames` index frames (`size` = width, height).
 
@@ -45,7 +45,7 @@ def write_video(path: tp.Union[str, Path], num_frames: int, fps: tp.Union[float,
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         time_base = Fraction(1, 1000) if pts_seconds is not None else 1 / rate
         stream.codec_context.time_base = time_base
         if rotation:

@@ -148,7 +148,8 @@ def _open(path: tp.Union[str, Path]) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
-        raise VideoReadError(path, f"not a readable video ({err.__class__.__name__}: {err})") from None
+        reason = getattr(err, "strerror", None) or str(err)
+        raise VideoReadError(path, f"not a readable video or image ({reason})") from None
 
 
 def _video_stream(container: av.container.InputContainer, path) -> av.video.stream.VideoStream:
@@ -385,3 +386,32 @@ def load_video_frames(path: tp.Union[str, Path], start: float = 0.0, duration: t
         global_frames=frames[n_local:].permute(1, 0, 2, 3).contiguous(),
         duration=float(duration), local_fps=local_fps,
         local_times=picked[:n_local], global_times=picked[n_local:], path=str(path))
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def read_image(path: tp.Union[str, Path]) -> torch.Tensor:
+    """Decode a still image (jpg, png, webp, ...) to uint8 `[3, H, W]` with PyAV."""
+    with _open(path) as container:
+        try:
+            for frame in container.decode(_video_stream(container, path)):
+                return _frame_to_tensor(frame)
+        except av.FFmpegError as err:
+            raise VideoReadError(path, f"cannot decode the image ({err})") from None
+    raise VideoReadError(path, "no picture in the file")
+
+
+def still_video_frames(image: torch.Tensor, duration: float, local_fps: float = 2.0, num_global_frames: int = 32,
+                       size: int = FRAME_SIZE, resize_mode: str = "squash",
+                       path: tp.Optional[str] = None) -> VideoFrames:
+    """An image `[3, H, W]` seen as a still video of `duration` seconds: every frame is the image."""
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    frame = resize_frames(image[None], size, resize_mode)[0]
+    num_local = num_local_frames(duration, local_fps)
+    return VideoFrames(
+        local_frames=frame[:, None].expand(-1, num_local, -1, -1).contiguous(),
+        global_frames=frame[:, None].expand(-1, num_global_frames, -1, -1).contiguous(),
+        duration=duration, local_fps=local_fps, local_times=torch.arange(num_local, dtype=torch.float64) / local_fps,
+        global_times=torch.from_numpy(np.linspace(0.0, duration, num_global_frames)), path=path)

@@ -181,16 +181,16 @@ class VidMuse(BaseGenModel):
         steps_per_window = [max(p[w].num_tokens - p[w].prompt_tokens for p in plans if w < len(p))
                             for w in range(num_windows)]
         total_steps = sum(steps_per_window)
-        bar = tqdm(total=total_steps, desc="generating", unit="step", disable=not progress)
+        bar = tqdm(total=total_steps, desc="generating", unit="step", disable=not progress, leave=False)
         chunks: tp.List[tp.List[torch.Tensor]] = [[] for _ in items]
         last_codes: tp.List[tp.Optional[torch.Tensor]] = [None] * len(items)
         done_steps = 0
 
         def on_step(generated: int, to_generate: int):
-            bar.n = done_steps + min(generated, steps_per_window[window])
-            bar.refresh()
+            done = done_steps + min(generated, steps_per_window[window])
+            bar.update(done - bar.n)
             if self._progress_callback is not None:
-                self._progress_callback(bar.n, total_steps)
+                self._progress_callback(done, total_steps)
 
         try:
             for window in range(num_windows):

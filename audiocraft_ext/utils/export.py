@@ -7,9 +7,7 @@
 Files are written atomically (temporary file + rename): an interrupted export never leaves a half-written file.
 """
 
-import os
 from pathlib import Path
-import tempfile
 import typing as tp
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from .atomic import atomic_output
 
 LM_FILENAME = "state_dict.bin"
 COMPRESSION_FILENAME = "compression_state_dict.bin"
@@ -24,17 +23,9 @@ COMPRESSION_FILENAME = "compression_state_dict.bin"
 
 def atomic_torch_save(obj: tp.Any, path: tp.Union[str, Path]) -> Path:
     """`torch.save` to a temporary file in the same folder, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def _package(state: tp.Mapping[str, torch.Tensor], cfg: DictConfig) -> tp.Dict[str, tp.Any]:

@@ -1,0 +1,227 @@
+"""From media files to music files: the generation pipeline shared by `infer.sh` and the Gradio demo.
+
+For each input (a video, or an image seen as a still video) it writes into the output folder:
+- `<stem>.wav`: the music, 32 kHz, loudness-normalised as the release, exactly as long as the video;
+- `<stem>.mp4`: the input's video stream (copied when mp4 allows it) with the music as 48 kHz AAC;
+- `<stem>.json`: a sidecar with the model, its checksum, the parameters and the seed.
+Inputs sharing a stem keep their extension in the output name (`a.mov.mp4`). Every file is written atomically
+and the sidecar last, so an input whose three outputs exist is complete and is skipped on a rerun.
+"""
+
+from dataclasses import asdict, dataclass, field
+import datetime
+import hashlib
+import json
+import logging
+from pathlib import Path
+import secrets
+import typing as tp
+
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .data.audio import normalize_music, write_wav
+from .data.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
+from .data.video import (IMAGE_EXTENSIONS, VideoFrames, VideoReadError, load_video_frames, probe_video,
+                         read_image, still_video_frames)
+from .models.vidmuse import VidMuse
+from .utils.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+@dataclass
+class GenerationSettings:
+    """User-facing generation parameters (defaults: the release's `infer.sh`).
+
+    Attributes:
+        top_k, top_p, temperature, cfg_coef: sampling (see `VidMuse.set_generation_params`).
+        seed: seed of every input's sampling; None draws one per run (recorded in the sidecars).
+        max_duration: music for at most this many seconds of each video (the mp4 is cut to it); None: all.
+        image_duration: seconds of music for an image.
+        original_audio: `drop`, `keep` (second track) or `mix` (under the music) the input's own audio.
+        original_volume: gain of the original audio when mixed.
+        resize_mode: `squash` (as the official weights were trained) or `center_crop`.
+    """
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+    cfg_coef: float = 3.0
+    seed: tp.Optional[int] = None
+    max_duration: tp.Optional[float] = None
+    image_duration: float = 10.0
+    original_audio: str = "drop"
+    original_volume: float = 0.5
+    resize_mode: str = "squash"
+
+    def __post_init__(self):
+        if self.temperature < 0 or self.top_k < 0 or not 0 <= self.top_p <= 1:
+            raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
+        if self.original_audio not in ORIGINAL_AUDIO_MODES:
+            raise ValueError(f"original_audio must be one of {ORIGINAL_AUDIO_MODES}")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ValueError("max_duration must be positive")
+        if self.image_duration <= 0:
+            raise ValueError("image_duration must be positive")
+
+
+@dataclass
+class OutputPaths:
+    """The three outputs of one input."""
+    wav: Path
+    mp4: Path
+    sidecar: Path
+
+    def complete(self) -> bool:
+        return self.wav.is_file() and self.mp4.is_file() and self.sidecar.is_file()
+
+
+@dataclass
+class PreparedInput:
+    """An input read and ready for generation."""
+    path: Path
+    frames: VideoFrames
+    duration: float
+    image: tp.Optional[torch.Tensor] = None  # set for still images
+
+    @property
+    def is_image(self) -> bool:
+        return self.image is not None
+
+
+@dataclass
+class RunSummary:
+    """Outcome of a batch run."""
+    done: tp.List[Path] = field(default_factory=list)
+    skipped: tp.List[Path] = field(default_factory=list)
+    failed: tp.List[tp.Tuple[Path, str]] = field(default_factory=list)
+
+    def lines(self) -> tp.List[str]:
+        lines = [f"done: {len(self.done)}, skipped (outputs exist): {len(self.skipped)}, failed: {len(self.failed)}"]
+        lines += [f"  failed: {path}: {reason}" for path, reason in self.failed]
+        return lines
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_inputs(folder: Path, extensions: tp.Sequence[str] = VIDEO_EXTENSIONS,
+                image_extensions: tp.Sequence[str] = IMAGE_EXTENSIONS) -> tp.List[Path]:
+    """Videos and images directly in `folder` (not recursive), sorted by name; hidden files are ignored."""
+    wanted = {e.lower() if e.startswith(".") else "." + e.lower() for e in (*extensions, *image_extensions)}
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in wanted)
+
+
+def output_paths(inputs: tp.Sequence[Path], output_dir: Path) -> tp.Dict[Path, OutputPaths]:
+    """Output names: `<stem>.*`, or `<name>.*` (extension kept) for inputs that share a stem."""
+    stems: tp.Dict[str, int] = {}
+    for path in inputs:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    result = {}
+    for path in inputs:
+        base = path.stem if stems[path.stem] == 1 else path.name
+        result[path] = OutputPaths(output_dir / f"{base}.wav", output_dir / f"{base}.mp4", output_dir / f"{base}.json")
+    return result
+
+
+def file_checksum(path: Path, chunk: int = 1 << 24) -> str:
+    """sha256 of a file, read in chunks (the 7.9 GB release takes a few seconds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> PreparedInput:
+    """Read a video's frames (or an image as a still video) for `model`. Raises `VideoReadError`."""
+    visual = model.lm.visual_config
+    common = dict(local_fps=visual.local_fps, num_global_frames=visual.num_global_frames,
+                  size=visual.clip["image_size"], resize_mode=settings.resize_mode)
+    if is_image(path):
+        image = read_image(path)
+        duration = settings.image_duration
+        frames = still_video_frames(image, duration, path=str(path), **common)  # type: ignore[arg-type]
+        return PreparedInput(path, frames, duration, image)
+    info = probe_video(path)
+    duration = info.duration if settings.max_duration is None else min(info.duration, settings.max_duration)
+    frames = load_video_frames(path, duration=duration, **common)  # type: ignore[arg-type]
+    return PreparedInput(path, frames, duration)
+
+
+def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, paths: OutputPaths,
+                  settings: GenerationSettings, seed: int, model_checksum: tp.Optional[str]) -> None:
+    """Write the wav, the mp4 and (last) the sidecar of one input, each atomically."""
+    music = normalize_music(music, model.sample_rate)
+    write_wav(paths.wav, music, model.sample_rate)
+    if item.image is not None:
+        write_still_video(item.image, music, model.sample_rate, paths.mp4, item.duration)
+    else:
+        mux_music(item.path, music, model.sample_rate, paths.mp4, original_audio=settings.original_audio,
+                  original_volume=settings.original_volume, duration=item.duration)
+    sidecar = {
+        "input": str(item.path), "kind": "image" if item.is_image else "video", "duration": item.duration,
+        "sample_rate": model.sample_rate, "outputs": {"wav": paths.wav.name, "mp4": paths.mp4.name},
+        "model": model.name, "model_sha256": model_checksum, "seed": seed,
+        "parameters": {k: v for k, v in asdict(settings).items() if k != "seed"},
+        "audiocraft_ext": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    with atomic_output(paths.sidecar) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2))
+
+
+def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: GenerationSettings,
+        batch_size: int = 1, overwrite: bool = False, model_checksum: tp.Optional[str] = None,
+        progress: bool = True) -> RunSummary:
+    """Generate music for every input; a bad input is reported and the others go on.
+
+    Returns the `RunSummary` (done, skipped, failed with reasons).
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
+                                cfg_coef=settings.cfg_coef)
+    seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31 - 1)
+    paths = output_paths(inputs, output_dir)
+    summary = RunSummary()
+    todo = []
+    for path in inputs:
+        if paths[path].complete() and not overwrite:
+            summary.skipped.append(path)
+        else:
+            todo.append(path)
+    bar = tqdm(total=len(todo), desc="inputs", unit="file", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        batch: tp.List[PreparedInput] = []
+        for path in todo[start:start + batch_size]:
+            try:
+                batch.append(prepare_input(model, path, settings))
+            except (VideoReadError, ValueError) as err:
+                summary.failed.append((path, getattr(err, "reason", str(err))))
+                bar.update(1)
+        if not batch:
+            continue
+        long_batch = max(item.duration for item in batch) > model.max_duration
+        try:
+            music = model.generate([item.frames for item in batch], seed=seed, progress=progress and long_batch)
+        except Exception as err:  # e.g. out of memory: report for these inputs, go on with the next batch
+            logger.exception("generation failed")
+            summary.failed.extend((item.path, f"generation failed: {err.__class__.__name__}: {err}") for item in batch)
+            bar.update(len(batch))
+            continue
+        for item, wav in zip(batch, music):
+            try:
+                write_outputs(model, item, wav, paths[item.path], settings, seed, model_checksum)
+                summary.done.append(item.path)
+            except VideoReadError as err:
+                summary.failed.append((item.path, err.reason))
+            except Exception as err:
+                logger.debug("writing outputs failed", exc_info=True)
+                summary.failed.append((item.path, f"writing outputs failed: {err.__class__.__name__}: {err}"))
+            bar.update(1)
+    bar.close()
+    return summary
