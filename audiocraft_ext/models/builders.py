@@ -6,8 +6,6 @@ count: official checkpoints use ViT-B/32's (head size 64) unless the caller over
 by this project carry the full `VisualConfig` under `video.visual` in their config.
 """
 
-import os
-from pathlib import Path
 import re
 import typing as tp
 
@@ -17,10 +15,10 @@ from audiocraft.utils.utils import dict_from_config
 import omegaconf
 import torch
 
+from ..environment import CONFIG_DIR
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
 from .lm import VIDEO_CONDITION, VidMuseLM
 
-CONFIG_DIR = Path(os.environ.get("AUDIOCRAFT_CONFIG", Path(__file__).resolve().parents[2] / "config"))
 CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 # ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
 CLIP_HEAD_DIM = 64

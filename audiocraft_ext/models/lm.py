@@ -28,8 +28,9 @@ class VideoBatch:
     """A batch of video conditions for one generation window.
 
     Attributes:
-        local_frames: uint8 `[B, 3, T, H, W]`; items with fewer frames are padded at the end.
-        global_frames: uint8 `[B, 3, Tg, H, W]`.
+        local_frames: uint8 `[B, 3, T, H, W]` (or cached CLIP tokens `[B, T, P, D]`); items with fewer frames
+            are padded at the end.
+        global_frames: uint8 `[B, 3, Tg, H, W]` (or CLIP tokens `[B, Tg, P, D]`).
         local_lengths: `[B]` number of valid local frames per item (default: all T).
         local_times: `[B, T]` seconds of each local frame from the window start (default: k / local_fps).
     """
@@ -41,8 +42,15 @@ class VideoBatch:
     def __len__(self) -> int:
         return self.local_frames.shape[0]
 
+    @property
+    def num_local_frames(self) -> int:
+        return self.local_frames.shape[2 if self.local_frames.dtype == torch.uint8 else 1]
+
     def null(self) -> "VideoBatch":
         """The classifier-free guidance null condition: all-black frames (uint8 zeros), same shapes and lengths."""
+        if self.local_frames.dtype != torch.uint8:
+            raise ValueError("the null video of a batch of CLIP tokens is the tokens of a black frame: build it "
+                             "from frames")
         return VideoBatch(torch.zeros_like(self.local_frames), torch.zeros_like(self.global_frames),
                           self.local_lengths, self.local_times)
 
@@ -50,7 +58,7 @@ class VideoBatch:
     def cat(batches: tp.Sequence["VideoBatch"]) -> "VideoBatch":
         """Concatenate batches along the batch dimension (all must have the same frame counts)."""
         lengths = [b.local_lengths if b.local_lengths is not None
-                   else torch.full((len(b),), b.local_frames.shape[2]) for b in batches]
+                   else torch.full((len(b),), b.num_local_frames) for b in batches]
         times = [b.local_times for b in batches]
         return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
                           torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times))  # type: ignore
@@ -136,7 +144,7 @@ class VidMuseLM(LMModel):
         device = next(iter(self.parameters())).device
         memory = self.video_encoder(video.local_frames.to(device), video.global_frames.to(device),
                                     None if video.local_times is None else video.local_times.to(device))
-        B, _, T = video.local_frames.shape[:3]
+        B, T = len(video), video.num_local_frames
         if video.local_lengths is None:
             mask = torch.ones(B, memory.shape[1], dtype=torch.bool, device=device)
         else:

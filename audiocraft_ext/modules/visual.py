@@ -241,12 +241,17 @@ class VideoEncoder(nn.Module):
         emb = create_sin_embedding(positions, memory.shape[-1], max_period=self.config.frame_time_max_period)
         return emb.repeat_interleave(self.tokens_per_frame, dim=1).to(memory.dtype)
 
-    def forward(self, local_frames: torch.Tensor, global_frames: torch.Tensor,
+    def tokens(self, visual: torch.Tensor) -> torch.Tensor:
+        """CLIP tokens `[B, T, P, D]` of uint8 frames `[B, 3, T, H, W]`; float input is taken as tokens already
+        (e.g. from the feature cache) and returned in the module's dtype."""
+        if visual.dtype != torch.uint8:
+            return visual.to(self.local_pos_embedding)
+        B, _, T = visual.shape[:3]
+        tokens = self.clip_tokens(rearrange(visual, "b c t h w -> (b t) c h w"))
+        return tokens.view(B, T, *tokens.shape[1:])
+
+    def forward(self, local: torch.Tensor, glob: torch.Tensor,
                 local_times: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
-        """uint8 local `[B, 3, T, H, W]` and global `[B, 3, Tg, H, W]` frames -> memory `[B, T * P, output_dim]`."""
-        B, _, T = local_frames.shape[:3]
-        Tg = global_frames.shape[2]
-        local_tokens = self.clip_tokens(rearrange(local_frames, "b c t h w -> (b t) c h w"))
-        global_tokens = self.clip_tokens(rearrange(global_frames, "b c t h w -> (b t) c h w"))
-        return self.fuse(local_tokens.view(B, T, *local_tokens.shape[1:]),
-                         global_tokens.view(B, Tg, *global_tokens.shape[1:]), local_times)
+        """Local and global frames (uint8 `[B, 3, T, H, W]`) or their CLIP tokens (`[B, T, P, D]`) -> memory
+        `[B, T * P, output_dim]`."""
+        return self.fuse(self.tokens(local), self.tokens(glob), local_times)

@@ -1,0 +1,158 @@
+"""Video-music pairs for training: AudioCraft's `AudioDataset` with the frames of each segment.
+
+A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own loader drops unknown fields, so
+`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)`:
+- the audio segment, resampled and padded to `segment_duration`;
+- local frames of the same time span at `local_fps` (uint8 `[3, Tl, H, W]`), or their cached CLIP tokens
+  (`[Tl, P, D]`), frame k at `seek + k / local_fps` (timestamp-aligned with the audio);
+- global frames spread over the whole video (`[3, Tg, H, W]` or tokens `[Tg, P, D]`).
+Segments start at multiples of the segment duration by default, as the release's dataset does.
+"""
+
+from dataclasses import dataclass, fields
+import gzip
+import json
+import logging
+import math
+from pathlib import Path
+import typing as tp
+
+from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_dataset import AudioDataset, AudioMeta, SegmentInfo
+from audiocraft.data.audio_utils import convert_audio
+import torch
+from torch.nn import functional as F
+
+from .feature_cache import FeatureCache
+from .video import load_video_frames
+
+logger = logging.getLogger(__name__)
+SEEK_MODES = ("release", "random")
+
+
+@dataclass(order=True)
+class VideoAudioMeta(AudioMeta):
+    """`AudioMeta` with the video the music goes with."""
+    video_path: str = ""
+
+    @classmethod
+    def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":
+        known = {f.name for f in fields(cls)}
+        meta = super().from_dict({k: v for k, v in dictionary.items() if k in known})
+        if not meta.video_path:
+            raise ValueError(f"manifest entry without video_path: {dictionary.get('path')}")
+        return meta  # type: ignore[return-value]
+
+
+def load_video_audio_meta(path: tp.Union[str, Path]) -> tp.List[VideoAudioMeta]:
+    """Read a `data.jsonl` (or `.jsonl.gz`) manifest, or the one inside a folder."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "data.jsonl", path / "data.jsonl.gz"]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:  # type: ignore[operator]
+        return [VideoAudioMeta.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def save_video_audio_meta(path: tp.Union[str, Path], metas: tp.Sequence[VideoAudioMeta]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for meta in metas:
+            f.write(json.dumps(meta.to_dict()) + "\n")
+
+
+def release_seek(duration: float, segment: float, min_segment_ratio: float, u: float) -> float:
+    """The release's segment start: a multiple of `segment` within `[0, duration - segment * min_ratio]`."""
+    max_seek = max(0.0, duration - segment * min_segment_ratio)
+    return segment * math.floor(u * max_seek / segment)
+
+
+class VideoAudioDataset(AudioDataset):
+    """`AudioDataset` returning `(wav, local, global, info)`; see the module docstring.
+
+    Args:
+        meta: the pairs.
+        local_fps: rate of the local frames.
+        num_global_frames: global frames per item.
+        frame_size, resize_mode: frame preprocessing (see `load_video_frames`).
+        seek_mode: `release` (segments start at multiples of the segment duration) or `random` (anywhere, on the
+            local frame grid).
+        feature_cache: return cached CLIP tokens instead of frames (built beforehand, see `FeatureCache`).
+        **kwargs: `AudioDataset` arguments (segment_duration, sample_rate, channels, shuffle, ...).
+    """
+
+    def __init__(self, meta: tp.List[VideoAudioMeta], local_fps: float = 2.0, num_global_frames: int = 32,
+                 frame_size: int = 224, resize_mode: str = "squash", seek_mode: str = "release",
+                 feature_cache: tp.Optional[FeatureCache] = None, **kwargs):
+        kwargs["return_info"] = True
+        super().__init__(meta, **kwargs)  # type: ignore[arg-type]
+        if self.segment_duration is None:
+            raise ValueError("VideoAudioDataset needs a segment_duration")
+        if seek_mode not in SEEK_MODES:
+            raise ValueError(f"seek_mode must be one of {SEEK_MODES}")
+        self.local_fps = local_fps
+        self.num_global_frames = num_global_frames
+        self.frame_size = frame_size
+        self.resize_mode = resize_mode
+        self.seek_mode = seek_mode
+        self.feature_cache = feature_cache
+
+    @classmethod
+    def from_manifest(cls, path: tp.Union[str, Path], **kwargs) -> "VideoAudioDataset":
+        return cls(load_video_audio_meta(path), **kwargs)
+
+    def _rng(self, index: int) -> torch.Generator:
+        rng = torch.Generator()
+        if self.shuffle:  # as AudioDataset: new draws every epoch, reproducible given the epoch
+            epoch = self.current_epoch if self.current_epoch is not None else 0
+            rng.manual_seed(index + self.num_samples * (epoch + self.shuffle_seed))
+        else:
+            rng.manual_seed(index)
+        return rng
+
+    def _seek(self, meta: VideoAudioMeta, rng: torch.Generator) -> float:
+        assert self.segment_duration is not None
+        u = torch.rand(1, generator=rng).item()
+        if self.seek_mode == "release":
+            return release_seek(meta.duration, self.segment_duration, self.min_segment_ratio, u)
+        max_seek = max(0.0, meta.duration - self.segment_duration * self.min_segment_ratio)
+        return math.floor(u * max_seek * self.local_fps) / self.local_fps
+
+    def __getitem__(self, index: int):  # type: ignore[override]
+        assert self.segment_duration is not None
+        rng = self._rng(index)
+        for retry in range(self.max_read_retry):
+            meta = self.sample_file(index, rng)
+            assert isinstance(meta, VideoAudioMeta)
+            seek = self._seek(meta, rng)
+            try:
+                wav, sr = audio_read(meta.path, seek, self.segment_duration, pad=False)
+                wav = convert_audio(wav, sr, self.sample_rate, self.channels)
+                n_frames = wav.shape[-1]
+                target = int(self.segment_duration * self.sample_rate)
+                wav = F.pad(wav, (0, target - n_frames))
+                local, glob = self._visual(meta, seek)
+            except Exception as exc:
+                logger.warning("cannot read %s / %s: %r", meta.path, meta.video_path, exc)
+                if retry == self.max_read_retry - 1:
+                    raise
+            else:
+                break
+        info = SegmentInfo(meta, seek, n_frames=n_frames, total_frames=target, sample_rate=self.sample_rate,
+                           channels=wav.shape[0])
+        return wav, local, glob, info
+
+    def _visual(self, meta: VideoAudioMeta, seek: float) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        assert self.segment_duration is not None
+        if self.feature_cache is not None:
+            return self.feature_cache.segment(meta.video_path, seek, self.segment_duration)
+        frames = load_video_frames(meta.video_path, start=seek, duration=self.segment_duration,
+                                   local_fps=self.local_fps, num_global_frames=self.num_global_frames,
+                                   size=self.frame_size, resize_mode=self.resize_mode)
+        return frames.local_frames, frames.global_frames
+
+    def collater(self, samples):  # type: ignore[override]
+        wavs, local, glob, infos = zip(*samples)
+        return torch.stack(wavs), torch.stack(local), torch.stack(glob), list(infos)

@@ -1,0 +1,16 @@
+"""Where the project's Hydra configs live, and AudioCraft's environment pointed at them.
+
+AudioCraft's PyPI package ships no `config/` folder; this project ships its own. AudioCraft's
+`AudioCraftEnvironment` (Dora folder, reference folder, SLURM partitions) reads the team file named by the
+`AUDIOCRAFT_CONFIG` variable, which `setup_environment` sets to `config/teams/default.yaml` unless already set.
+"""
+
+import os
+from pathlib import Path
+
+CONFIG_DIR = Path(os.environ.get("AUDIOCRAFT_EXT_CONFIG_DIR", Path(__file__).resolve().parents[1] / "config"))
+
+
+def setup_environment() -> None:
+    """Point AudioCraft's environment at this project's team config (unless the user chose another)."""
+    os.environ.setdefault("AUDIOCRAFT_CONFIG", str(CONFIG_DIR / "teams" / "default.yaml"))

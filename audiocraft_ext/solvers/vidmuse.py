@@ -1,0 +1,274 @@
+"""Training VidMuse: AudioCraft's `MusicGenSolver` with a video condition.
+
+What changes from MusicGen's solver:
+- batches are `(wav, local frames or tokens, global frames or tokens, infos)` from `VideoAudioDataset`;
+- the condition is the video memory; classifier-free guidance dropout replaces an item's video by the null
+  video (black frames, as at inference) with probability `classifier_free_guidance.training_dropout` (the
+  release configured 0.3 but never applied it);
+- the CLIP tower can start from pretrained weights (`video.clip_pretrained`) and its tokens can be cached on disk
+  (`video.feature_cache`), so that epochs skip video decoding and CLIP;
+- `continue_from` accepts an exported VidMuse checkpoint (official or ours) or an AudioCraft MusicGen checkpoint
+  (`//pretrained/facebook/musicgen-small`): the new visual parameters keep the release's initialisation
+  (the fusion output starts at zero);
+- the generate stage writes music for the videos of the generate set.
+Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
+"""
+
+from pathlib import Path
+import time
+import typing as tp
+
+from audiocraft import models as audiocraft_models
+from audiocraft.solvers import builders
+from audiocraft.solvers.musicgen import MusicGenSolver
+from audiocraft.utils.utils import dict_from_config
+import flashy
+import omegaconf
+import torch
+
+from ..data.audio import normalize_music, write_wav
+from ..data.mux import mux_music
+from ..data.feature_cache import FeatureCache, module_fingerprint
+from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
+from ..models.builders import get_vidmuse_lm, get_visual_config
+from ..models.lm import VideoBatch, VidMuseLM
+from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict, load_package,
+                              load_pretrained_compression_model, map_official_state_dict)
+
+Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
+
+
+def load_compression_model_from_cfg(cfg: omegaconf.DictConfig, device: tp.Union[str, torch.device]):
+    """The codec named by `cfg.compression_model_checkpoint` (`//pretrained/NAME`, a checkpoint folder, or a
+    `compression_state_dict.bin`), wrapped as AudioCraft does for the LM's config."""
+    name = str(cfg.compression_model_checkpoint)
+    path = Path(name.removeprefix("//pretrained/"))
+    if path.exists():
+        from ..models.loaders import load_compression_model
+        model = load_compression_model(path, device=device)
+    else:
+        model = load_pretrained_compression_model(name).to(device)
+    return audiocraft_models.builders.get_wrapped_compression_model(model, cfg)
+
+
+def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
+    """Copy the weights of a transformers CLIP vision model (e.g. `openai/clip-vit-base-patch32`) into the LM."""
+    from transformers import CLIPVisionModelWithProjection
+    try:
+        pretrained = CLIPVisionModelWithProjection.from_pretrained(name)
+    except OSError as err:
+        raise ModelFilesMissing(
+            f"CLIP weights '{name}' not found locally and the Hugging Face hub is unreachable ({err.__class__.__name__}). "
+            f"Download them (`huggingface-cli download {name}`), or set video.clip_pretrained=null to start from "
+            "random CLIP weights, or continue_from a VidMuse checkpoint (it holds CLIP).") from None
+    lm.video_encoder.visual_encoder_model.load_state_dict(pretrained.state_dict())
+
+
+class VidMuseSolver(MusicGenSolver):
+    """Solver for VidMuse training (see the module docstring)."""
+
+    def build_model(self) -> None:
+        """Codec, VidMuse LM (with pretrained CLIP if configured), EMA, optimizer, scheduler, autocast."""
+        self.compression_model = load_compression_model_from_cfg(self.cfg, self.device)
+        lm_cfg = self.cfg.transformer_lm
+        codec = self.compression_model
+        if (lm_cfg.card, lm_cfg.n_q) != (codec.cardinality, codec.num_codebooks):
+            raise ValueError(f"LM card/n_q {lm_cfg.card}/{lm_cfg.n_q} do not match the codec's "
+                             f"{codec.cardinality}/{codec.num_codebooks}")
+        self.model: VidMuseLM = get_vidmuse_lm(self.cfg).to(self.device)  # type: ignore[assignment]
+        if self.cfg.video.clip_pretrained:
+            load_pretrained_clip(self.model, self.cfg.video.clip_pretrained)
+        if self.cfg.fsdp.use:
+            raise ValueError("FSDP is not supported for VidMuse training; use DDP (dora run -d)")
+        self.register_ema("model")
+        params = [p for p in self.model.parameters() if p.requires_grad]  # CLIP is frozen
+        self.optimizer = builders.get_optimizer(params, self.cfg.optim)
+        self.lr_scheduler = builders.get_lr_scheduler(self.optimizer, self.cfg.schedule, self.total_updates)
+        self.register_stateful("model", "optimizer", "lr_scheduler")
+        self.register_best_state("model")
+        self.autocast_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[self.cfg.autocast_dtype]
+        self.scaler: tp.Optional[torch.cuda.amp.GradScaler] = None
+        if self.cfg.autocast and self.autocast_dtype is torch.float16 and self.device != "cpu":
+            self.scaler = torch.amp.GradScaler("cuda")
+            self.register_stateful("scaler")
+        self._null_tokens: tp.Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ data
+    def build_dataloaders(self) -> None:
+        """One `VideoAudioDataset` loader per split (train, valid, evaluate, generate)."""
+        if not self.cfg.datasource.get("train"):
+            raise ValueError("no training data: pass dset=<name> or datasource.train=<folder with data.jsonl>")
+        visual = get_visual_config(self.cfg)
+        assert visual is not None
+        self.dataloaders = {}
+        for split in ("train", "valid", "evaluate", "generate"):
+            path = self.cfg.datasource.get(split)
+            if not path:
+                continue
+            kwargs = dict_from_config(self.cfg.dataset)
+            split_kwargs = kwargs.pop(split, None) or {}
+            for other in ("train", "valid", "evaluate", "generate"):
+                kwargs.pop(other, None)
+            kwargs.update(split_kwargs)
+            batch_size = kwargs.pop("batch_size")
+            num_workers = kwargs.pop("num_workers")
+            for unused in ("return_info", "permutation_on_files"):
+                kwargs.pop(unused, None)
+            kwargs.setdefault("shuffle", split == "train")
+            dataset = VideoAudioDataset(
+                load_video_audio_meta(path), local_fps=visual.local_fps,
+                num_global_frames=int(self.cfg.video.train_global_frames), frame_size=visual.clip["image_size"],
+                resize_mode=self.cfg.video.resize_mode, seek_mode=self.cfg.video.segment_seek,
+                sample_rate=self.cfg.sample_rate, channels=self.cfg.channels, **kwargs)
+            self.dataloaders[split] = flashy.distrib.loader(
+                dataset, batch_size=batch_size, num_workers=num_workers, shuffle=split == "train",
+                collate_fn=dataset.collater, drop_last=split == "train")
+
+    def restore(self, *args, **kwargs) -> bool:
+        """AudioCraft's restore, then the feature cache (which needs the final CLIP weights) if configured."""
+        restored = super().restore(*args, **kwargs)
+        self._attach_feature_cache()
+        return restored
+
+    def _attach_feature_cache(self) -> None:
+        """Compute missing CLIP features of every dataset's videos and make the datasets return them."""
+        folder = self.cfg.video.get("feature_cache")
+        if not folder:
+            return
+        visual = self.model.visual_config
+        encoder = self.model.video_encoder
+        cache = FeatureCache(folder, module_fingerprint(encoder.visual_encoder_model), visual.local_fps,
+                             int(self.cfg.video.train_global_frames), visual.clip["image_size"],
+                             self.cfg.video.resize_mode)
+        for loader in self.dataloaders.values():
+            dataset = loader.dataset
+            if flashy.distrib.is_rank_zero():
+                computed = cache.build([m.video_path for m in dataset.meta], encoder.clip_tokens)
+                if computed:
+                    self.logger.info("feature cache %s: computed CLIP tokens of %d videos", folder, computed)
+            flashy.distrib.barrier()
+            dataset.feature_cache = cache
+
+    # --------------------------------------------------------- conditioning
+    def _null_visual(self, like: torch.Tensor) -> torch.Tensor:
+        """The null video in the batch's representation: black frames, or the CLIP tokens of a black frame."""
+        if like.dtype == torch.uint8:
+            return torch.zeros_like(like)
+        if self._null_tokens is None:
+            size = self.model.visual_config.clip["image_size"]
+            black = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=self.device)
+            self._null_tokens = self.model.video_encoder.clip_tokens(black)[0].float()
+        return self._null_tokens.to(like).expand_as(like[0])[None].expand_as(like)
+
+    def _video_batch(self, local: torch.Tensor, glob: torch.Tensor, dropout: bool) -> VideoBatch:
+        local, glob = local.to(self.device), glob.to(self.device)
+        p = float(self.cfg.classifier_free_guidance.training_dropout)
+        if dropout and p > 0:
+            drop = torch.rand(local.shape[0], device=self.device) < p
+            if drop.any():
+                shape = (-1,) + (1,) * (local.dim() - 1)
+                local = torch.where(drop.view(shape), self._null_visual(local), local)
+                glob = torch.where(drop.view(shape), self._null_visual(glob), glob)
+        return VideoBatch(local, glob)
+
+    def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
+                                       ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask."""
+        audio, local, glob, infos = batch
+        with torch.no_grad():
+            audio_tokens, scale = self.compression_model.encode(audio.to(self.device))
+            assert scale is None, "the LM needs a codec without scale"
+        video = self._video_batch(local, glob, dropout=self.model.training)
+        with self.autocast:
+            condition_tensors = self.model.compute_video_condition(video)
+        padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool)
+        return condition_tensors, audio_tokens, padding_mask
+
+    # ----------------------------------------------------------- generation
+    @torch.no_grad()
+    def run_generate_step(self, batch: Batch, gen_duration: float, prompt_duration: tp.Optional[float] = None,
+                          remove_prompt: bool = False, **generation_params) -> dict:  # type: ignore[override]
+        """Generate `gen_duration` seconds of music for each video of the batch (no audio prompt)."""
+        start = time.time()
+        audio, local, glob, _ = batch
+        video = self._video_batch(local, glob, dropout=False)
+        null = VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
+        with self.autocast:
+            conditions = self.model.compute_video_condition(VideoBatch.cat([video, null]))
+            tokens = self.model.generate(cfg_condition_tensors=conditions,
+                                         max_gen_len=int(round(gen_duration * self.compression_model.frame_rate)),
+                                         cfg_coef=self.cfg.classifier_free_guidance.inference_coef,
+                                         **self.generation_params)
+        gen_audio = self.compression_model.decode(tokens, None)
+        return {"rtf": (time.time() - start) / gen_duration, "ref_audio": audio, "gen_audio": gen_audio,
+                "gen_tokens": tokens}
+
+    def generate_audio(self) -> dict:
+        """Generate stage: music for every item of the generate set, written (in-process, no ffmpeg) to
+        `<xp>/samples/epoch_<N>/`: a loudness-normalised wav per item, and an mp4 of the video with the music
+        when the segment starts at the video's beginning."""
+        folder = Path(self.xp.folder) / self.cfg.generate.path / f"epoch_{self.epoch:04d}"
+        loader = self.dataloaders["generate"]
+        lp = self.log_progress(self.current_stage, loader, total=len(loader), updates=self.log_updates)
+        duration = self.cfg.generate.lm.gen_duration or loader.dataset.segment_duration
+        average = flashy.averager()
+        metrics: dict = {}
+        index = flashy.distrib.rank() * len(loader.dataset)
+        for batch in lp:
+            infos = batch[3]
+            outputs = self.run_generate_step(batch, gen_duration=duration)
+            for wav, info in zip(outputs["gen_audio"].cpu(), infos):
+                stem = f"{index:04d}_{Path(info.meta.video_path).stem}_{info.seek_time:.1f}s"
+                music = normalize_music(wav, self.compression_model.sample_rate)
+                write_wav(folder / f"{stem}.wav", music, self.compression_model.sample_rate)
+                if info.seek_time == 0:
+                    mux_music(info.meta.video_path, music, self.compression_model.sample_rate,
+                              folder / f"{stem}.mp4", duration=duration)
+                index += 1
+            metrics = average({"rtf": outputs["rtf"]})
+        self.logger.info("generated samples in %s", folder)
+        flashy.distrib.barrier()
+        return metrics
+
+    def evaluate_audio_generation(self) -> dict:
+        """Reference-based metrics (FAD, KLD, CLAP) need weights this solver does not fetch; base metrics
+        (cross-entropy, perplexity on the evaluate set) come from `evaluate`."""
+        enabled = [name for name in ("fad", "kld", "text_consistency", "chroma_cosine")
+                   if self.cfg.evaluate.metrics.get(name)]
+        if enabled:
+            raise ValueError(f"evaluate.metrics {enabled} are not available in the VidMuse solver; compute them "
+                             "on generated samples with python -m audiocraft_ext.evaluate")
+        return {}
+
+    # --------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """AudioCraft's checkpoint state made of plain containers and tensors only, so that checkpoints load with
+        `torch.load(weights_only=True)`: the config (write-only in checkpoints) as a plain dict, the EMA's
+        defaultdict as a dict (neither a DictConfig nor a defaultdict can be unpickled safely)."""
+        state = super().state_dict()
+        state["xp.cfg"] = omegaconf.OmegaConf.to_container(state["xp.cfg"], resolve=False)
+        if state.get("ema") is not None:
+            state["ema"] = {**state["ema"], "state": dict(state["ema"]["state"])}
+        return state
+
+    def load_from_pretrained(self, name: str) -> dict:
+        """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (folder, file or hub id), else an AudioCraft
+        MusicGen checkpoint. Only the weights the source has are loaded; the rest keep their initialisation."""
+        try:
+            pkg = load_package(find_lm_file(name))
+            state = pkg["best_state"]
+        except ModelFilesMissing:
+            state = audiocraft_models.loaders.load_lm_model_ckpt(name)["best_state"]
+        if is_official_state_dict(state):
+            state = map_official_state_dict(state)
+        ours = self.model.state_dict()
+        kept = {k: v for k, v in state.items() if k in ours}
+        dropped = sorted(set(state) - set(kept))
+        if dropped:
+            self.logger.info("continue_from %s: %d tensors without a counterpart ignored (e.g. %s)", name,
+                             len(dropped), dropped[0])
+        missing = sorted(set(ours) - set(kept))
+        if missing:
+            self.logger.info("continue_from %s: %d tensors keep their initialisation (e.g. %s)", name, len(missing),
+                             missing[0])
+        return {"best_state": {"model": kept}}

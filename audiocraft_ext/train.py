@@ -1,0 +1,101 @@
+"""Training entry point for Dora (`dora run solver=vidmuse/debug dset=<name>`; `train.sh` wraps it).
+
+AudioCraft's own `audiocraft.train` cannot be imported from its PyPI package (its Hydra config folder is not
+shipped), so this module plays its part with the project's `config/` tree: it sets the process up, builds the
+solver named in the config (VidMuse here, any AudioCraft solver otherwise) and runs it.
+"""
+
+import logging
+import multiprocessing
+import os
+import random
+import typing as tp
+
+from dora import XP, git_save, hydra_main
+import flashy
+import hydra
+import omegaconf
+import torch
+
+from .environment import setup_environment
+
+setup_environment()
+from audiocraft.environment import AudioCraftEnvironment  # noqa: E402  (reads AUDIOCRAFT_CONFIG)
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(cfg: omegaconf.DictConfig) -> None:
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device == "cpu" and cfg.autocast:
+        logger.info("autocast is for GPUs: disabled on CPU")
+        cfg.autocast = False
+
+
+def get_solver(cfg: omegaconf.DictConfig):
+    """Build the solver for `cfg` (the batch size is split over the distributed workers, as AudioCraft does)."""
+    from . import solvers
+    resolve_device(cfg)
+    world = flashy.distrib.world_size()
+    assert cfg.dataset.batch_size % world == 0, "batch_size must be divisible by the number of workers"
+    cfg.dataset.batch_size //= world
+    for key, value in cfg.datasource.items():  # manifests are found from a git_save clone too
+        if isinstance(value, str) and key not in ("max_sample_rate", "max_channels"):
+            cfg.datasource[key] = git_save.to_absolute_path(value)
+    return solvers.get_solver(cfg)
+
+
+def get_solver_from_sig(sig: str, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
+    """The solver of a Dora experiment signature, restored from its last checkpoint (e.g. for export)."""
+    xp = main.get_xp_from_sig(sig)
+    return get_solver_from_xp(xp, override_cfg, load_best)
+
+
+def get_solver_from_xp(xp: XP, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
+    cfg = xp.cfg
+    if override_cfg:
+        cfg = omegaconf.OmegaConf.merge(cfg, omegaconf.DictConfig(override_cfg))
+    try:
+        with xp.enter():
+            solver = get_solver(cfg)
+            solver.restore(load_best=load_best, ignore_state_keys=["optimizer"])
+        return solver
+    finally:
+        hydra.core.global_hydra.GlobalHydra.instance().clear()
+
+
+def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:
+    import numpy as np
+    from audiocraft.modules.transformer import set_efficient_attention_backend
+
+    multiprocessing.set_start_method(cfg.mp_start_method, force=True)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+        os.environ["MKL_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(cfg.num_threads)
+    set_efficient_attention_backend(cfg.efficient_attention_backend)
+
+
+@hydra_main(config_path="../config", config_name="config", version_base="1.1")
+def main(cfg):
+    init_seed_and_system(cfg)
+    log_name = f"{cfg.execute_only}.log.{{rank}}" if cfg.execute_only else "solver.log.{rank}"
+    flashy.setup_logging(level=str(cfg.logging.level).upper(), log_name=log_name)
+    flashy.distrib.init()
+    solver = get_solver(cfg)
+    if cfg.show:
+        solver.show()
+        return
+    if cfg.execute_only:
+        assert cfg.execute_inplace or cfg.continue_from is not None, \
+            "execute_only needs continue_from=<sig or path>, or execute_inplace=true"
+        solver.restore(replay_metrics=False)
+        solver.run_one_stage(cfg.execute_only)
+        return
+    return solver.run()
+
+
+main.dora.dir = AudioCraftEnvironment.get_dora_dir()
