@@ -19,12 +19,13 @@ Everything else (`emb.*`, `transformer.*`, `out_norm.*`, `linears.*`) is AudioCr
 """
 
 import logging
-import re
 from pathlib import Path
+import re
 import typing as tp
 
 from audiocraft.models import builders as audiocraft_builders
 from audiocraft.models.encodec import CompressionModel, HFEncodecCompressionModel
+import omegaconf
 from omegaconf import DictConfig, OmegaConf
 import torch
 
@@ -219,3 +220,23 @@ def load_compression_model(name_or_path: tp.Union[str, Path],
         model = audiocraft_builders.get_compression_model(cfg)
         model.load_state_dict(pkg["best_state"])
     return model.to(device).eval()
+
+
+def load_compression_model_from_cfg(cfg: omegaconf.DictConfig, device: tp.Union[str, torch.device] = "cpu"):
+    """The codec named by `cfg.compression_model_checkpoint` (`//pretrained/NAME`, a checkpoint folder, or a
+    `compression_state_dict.bin`), wrapped as AudioCraft does for the LM's config. With no checkpoint, the codec is
+    built from the config's `encodec` section with random weights seeded by `cfg.seed` (the same in every
+    process, so that training, resuming and export agree): for debugging only."""
+    if cfg.compression_model_checkpoint is None:
+        logger.warning("no compression_model_checkpoint: building an untrained codec from the config")
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            model = audiocraft_builders.get_compression_model(cfg).eval()
+    else:
+        name = str(cfg.compression_model_checkpoint)
+        path = Path(name.removeprefix("//pretrained/"))
+        if path.exists():
+            model = load_compression_model(path)
+        else:
+            model = load_pretrained_compression_model(name)
+    return audiocraft_builders.get_wrapped_compression_model(model.to(device), cfg)

@@ -32,23 +32,10 @@ from ..data.feature_cache import FeatureCache, module_fingerprint
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..models.builders import get_vidmuse_lm, get_visual_config
 from ..models.lm import VideoBatch, VidMuseLM
-from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict, load_package,
-                              load_pretrained_compression_model, map_official_state_dict)
+from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
+                              load_compression_model_from_cfg, load_package, map_official_state_dict)
 
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
-
-
-def load_compression_model_from_cfg(cfg: omegaconf.DictConfig, device: tp.Union[str, torch.device]):
-    """The codec named by `cfg.compression_model_checkpoint` (`//pretrained/NAME`, a checkpoint folder, or a
-    `compression_state_dict.bin`), wrapped as AudioCraft does for the LM's config."""
-    name = str(cfg.compression_model_checkpoint)
-    path = Path(name.removeprefix("//pretrained/"))
-    if path.exists():
-        from ..models.loaders import load_compression_model
-        model = load_compression_model(path, device=device)
-    else:
-        model = load_pretrained_compression_model(name).to(device)
-    return audiocraft_models.builders.get_wrapped_compression_model(model, cfg)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:

@@ -52,3 +52,46 @@ def export_compression_model(model: nn.Module, cfg: DictConfig, out_file: tp.Uni
     """Save an AudioCraft compression model (e.g. a trained `EncodecModel`) with the config that builds it."""
     return atomic_torch_save(_package(model.state_dict(), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))),
                              out_file)
+
+
+def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
+                         compression: tp.Optional[str] = None) -> Path:
+    """Export a training checkpoint (`checkpoint.th` of a Dora XP) into a folder `VidMuse.get_pretrained` loads.
+
+    The LM weights are the checkpoint's best state (evaluated with EMA when EMA is on), not the live weights the
+    release exported. The codec is `compression` or the XP's `compression_model_checkpoint`: a name such as
+    `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file is copied, and a codec
+    built from the config is saved with its weights.
+    """
+    from ..models.builders import get_visual_config
+    from ..models.loaders import (COMPRESSION_FILENAME as SOURCE_CODEC, load_compression_model_from_cfg,
+                                  load_package)
+
+    out_dir = Path(out_dir)
+    pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = OmegaConf.create(pkg["xp.cfg"])
+    best = pkg.get("fsdp_best_state") or pkg.get("best_state")
+    if not best or "model" not in best:
+        raise ValueError(f"{checkpoint} has no best state to export")
+    visual = get_visual_config(cfg)
+    if visual is None:
+        raise ValueError(f"{checkpoint} is not a VidMuse training checkpoint (no video.visual in its config)")
+    lm_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    lm_cfg.video.visual = visual.to_dict()
+    atomic_torch_save(_package(best["model"], lm_cfg), out_dir / LM_FILENAME)
+
+    source = compression if compression is not None else cfg.get("compression_model_checkpoint")
+    codec_out = out_dir / COMPRESSION_FILENAME
+    if source is None:  # built from the config: save it with its weights
+        model = load_compression_model_from_cfg(cfg)
+        export_compression_model(model, lm_cfg, codec_out)
+        return out_dir
+    name = str(source).removeprefix("//pretrained/")
+    path = Path(name)
+    if path.is_dir():
+        path = path / SOURCE_CODEC
+    if path.is_file():
+        atomic_torch_save(load_package(path), codec_out)
+    else:
+        export_pretrained_compression_model(name, codec_out)
+    return out_dir

@@ -1,0 +1,48 @@
+"""Export a trained VidMuse into a checkpoint folder that `infer.sh` and `VidMuse.get_pretrained` load.
+
+    python -m audiocraft_ext.export --sig 1188fb8b --out ./model
+    python -m audiocraft_ext.export --checkpoint output/vidmuse/xps/1188fb8b/checkpoint.th --out ./model \
+        --compression facebook/encodec_32khz
+"""
+
+import argparse
+import logging
+from pathlib import Path
+import sys
+import typing as tp
+
+from .utils.export import export_xp_checkpoint
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sig", help="Dora signature of the training run (its checkpoint.th is exported)")
+    source.add_argument("--checkpoint", type=Path, help="path of a training checkpoint.th")
+    parser.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
+    parser.add_argument("--compression", default=None,
+                        help="codec to ship instead of the run's compression_model_checkpoint (a name for a "
+                             "pointer, e.g. facebook/encodec_32khz, or a compression_state_dict.bin)")
+    parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    checkpoint = args.checkpoint
+    if args.sig:
+        from .train import main as train_main
+        checkpoint = Path(train_main.get_xp_from_sig(args.sig).folder) / "checkpoint.th"
+    if not checkpoint.is_file():
+        print(f"no checkpoint at {checkpoint}", file=sys.stderr)
+        return 2
+    out = export_xp_checkpoint(checkpoint, args.out, args.compression)
+    print(f"exported {checkpoint} -> {out}")
+    if args.check:
+        from .models.vidmuse import VidMuse
+        model = VidMuse.get_pretrained(out, device="cpu")
+        print(f"loaded: {sum(p.numel() for p in model.lm.parameters()) / 1e6:.1f} M LM parameters, codec "
+              f"{model.sample_rate} Hz, {model.compression_model.num_codebooks} codebooks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
