@@ -38,6 +38,19 @@ from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
 
 
+def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_local: torch.Tensor,
+                      null_glob: torch.Tensor, generator: tp.Optional[torch.Generator] = None
+                      ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Classifier-free guidance dropout on a batch: each item's local and global visuals (frames or tokens,
+    batch first) are replaced by the null video with probability `p`, independently per item."""
+    if p <= 0:
+        return local, glob
+    drop = torch.rand(local.shape[0], generator=generator, device=local.device) < p
+    shape = (-1,) + (1,) * (local.dim() - 1)
+    return (torch.where(drop.view(shape), null_local, local),
+            torch.where(drop.view(shape), null_glob, glob))
+
+
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
     """Copy the weights of a transformers CLIP vision model (e.g. `openai/clip-vit-base-patch32`) into the LM."""
     from transformers import CLIPVisionModelWithProjection
@@ -149,13 +162,9 @@ class VidMuseSolver(MusicGenSolver):
 
     def _video_batch(self, local: torch.Tensor, glob: torch.Tensor, dropout: bool) -> VideoBatch:
         local, glob = local.to(self.device), glob.to(self.device)
-        p = float(self.cfg.classifier_free_guidance.training_dropout)
-        if dropout and p > 0:
-            drop = torch.rand(local.shape[0], device=self.device) < p
-            if drop.any():
-                shape = (-1,) + (1,) * (local.dim() - 1)
-                local = torch.where(drop.view(shape), self._null_visual(local), local)
-                glob = torch.where(drop.view(shape), self._null_visual(glob), glob)
+        if dropout:
+            local, glob = cfg_dropout_video(local, glob, float(self.cfg.classifier_free_guidance.training_dropout),
+                                            self._null_visual(local), self._null_visual(glob))
         return VideoBatch(local, glob)
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False

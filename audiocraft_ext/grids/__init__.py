@@ -1,0 +1,1 @@
+"""Dora grids (`dora -P audiocraft_ext grid vidmuse.<name>`): sweeps launched locally or on SLURM."""

@@ -1,0 +1,26 @@
+"""A VidMuse fine-tuning sweep: learning rate x CFG dropout x frame-time embedding, from MusicGen-small.
+
+    dora -P audiocraft_ext grid vidmuse.vidmuse_sweep            # submits to SLURM (partitions: config/teams)
+    dora -P audiocraft_ext grid vidmuse.vidmuse_sweep --dry_run --init   # list the XPs without launching
+Each XP uses `slurm.gpus` GPUs with torch distributed (DDP), as AudioCraft's grids do. Set the dataset below.
+"""
+
+from audiocraft.environment import AudioCraftEnvironment
+from audiocraft.grids.musicgen._explorers import LMExplorer
+
+from ...environment import setup_environment
+
+setup_environment()
+
+
+@LMExplorer
+def explorer(launcher):
+    partitions = AudioCraftEnvironment.get_slurm_partitions(["team", "global"])
+    launcher.slurm_(gpus=8, partition=partitions)
+    launcher.bind_(solver="vidmuse/vidmuse_finetune", dset="example",
+                   continue_from="//pretrained/facebook/musicgen-small")
+    for lr in (35e-6, 1e-4):
+        for dropout in (0.1, 0.3):
+            for frame_time in (False, True):
+                launcher({"optim.lr": lr, "classifier_free_guidance.training_dropout": dropout,
+                          "video.visual.frame_time_embedding": frame_time})

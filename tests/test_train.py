@@ -1,0 +1,181 @@
+"""Training: manifest, dataset, feature cache, CFG dropout, and the train / resume / export path of train.sh."""
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from audiocraft_ext.data.build_manifest import build_manifest
+from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
+from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
+from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
+from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.solvers.vidmuse import cfg_dropout_video
+
+from conftest import build_tiny_lm
+from media import read_index, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    """Four 5 s video-music pairs (procedural scenes, their own melody track) plus two unusable files."""
+    folder = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_scenes(folder / f"pair{i}.mp4", [random_scene(rng, 2.5), random_scene(rng, 2.5)], 10, (64, 48),
+                     audio=melody(5.0, seed=i))
+    write_video(folder / "silent.mp4", 20, 10)
+    (folder / "broken.mp4").write_text("junk")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def manifest(pairs, tmp_path_factory) -> Path:
+    egs = tmp_path_factory.mktemp("egs")
+    path, entries, skipped = build_manifest(pairs, "pairs", egs, dset_dir=None, progress=False)
+    return path
+
+
+def test_manifest_lists_usable_pairs_and_reasons(manifest, pairs):
+    entries = load_video_audio_meta(manifest)
+    assert sorted(Path(e.video_path).name for e in entries) == [f"pair{i}.mp4" for i in range(4)]
+    for entry in entries:
+        assert entry.sample_rate == 32000 and entry.duration == pytest.approx(5.0, abs=1e-3)
+        assert Path(entry.path).is_file() and Path(entry.video_path).is_absolute()
+    skipped = (manifest.parent / "skipped.txt").read_text()
+    assert "silent.mp4\tno audio track" in skipped and "broken.mp4" in skipped
+
+
+def test_manifest_pairs_audio_files_by_stem(tmp_path):
+    videos, audio = tmp_path / "v", tmp_path / "a"
+    videos.mkdir()
+    audio.mkdir()
+    write_video(videos / "one.mp4", 30, 10)
+    write_video(videos / "two.mp4", 30, 10)
+    import soundfile
+    soundfile.write(str(audio / "one.wav"), np.zeros((44100 * 3, 2), np.float32), 44100)
+    _, entries, skipped = build_manifest(videos, "paired", tmp_path / "egs", audio_dir=audio, dset_dir=tmp_path,
+                                         progress=False)
+    assert [(Path(e.path).name, e.sample_rate) for e in entries] == [("one.wav", 44100)]
+    assert skipped[0][0].name == "two.mp4" and "no audio file" in skipped[0][1]
+    assert "train: " in (tmp_path / "paired.yaml").read_text()
+
+
+def test_release_segment_seek():
+    assert release_seek(95.0, 30.0, 0.8, 0.0) == 0.0
+    assert release_seek(95.0, 30.0, 0.8, 0.99) == 60.0  # max_seek 71 s: starts 0, 30 or 60
+    assert release_seek(20.0, 30.0, 0.8, 0.7) == 0.0
+
+
+def test_dataset_items_are_time_aligned(tmp_path):
+    path = write_video(tmp_path / "idx.mp4", 100, 10, audio_seconds=10.0)  # 10 s, frame i at i / 10 s
+    from audiocraft_ext.data.video_dataset import VideoAudioMeta
+    meta = [VideoAudioMeta(path=str(path), duration=10.0, sample_rate=32000, video_path=str(path))]
+    dataset = VideoAudioDataset(meta, num_global_frames=4, frame_size=32, seek_mode="random", segment_duration=3.0,
+                                sample_rate=32000, channels=1, num_samples=8, shuffle=True)
+    for index in range(4):
+        wav, local, glob, info = dataset[index]
+        assert wav.shape == (1, 96000) and local.shape == (3, 6, 32, 32) and glob.shape == (3, 4, 32, 32)
+        assert info.seek_time * 2 == int(info.seek_time * 2)  # on the local frame grid
+        assert [read_index(local[:, k]) for k in range(6)] == [round((info.seek_time + k / 2) * 10) for k in range(6)]
+    batch = dataset.collater([dataset[0], dataset[1]])
+    assert batch[0].shape == (2, 1, 96000) and batch[1].shape == (2, 3, 6, 32, 32) and len(batch[3]) == 2
+
+
+def test_feature_cache_matches_clip_and_follows_file_changes(tmp_path, tiny_lm_cfg):
+    lm = build_tiny_lm(tiny_lm_cfg)
+    encoder = lm.video_encoder
+    video = write_video(tmp_path / "v.mp4", 30, 10)
+    cache = FeatureCache(tmp_path / "cache", module_fingerprint(encoder.visual_encoder_model), num_global_frames=4)
+    assert cache.build([video], encoder.clip_tokens, progress=False) == 1
+    assert cache.build([video], encoder.clip_tokens, progress=False) == 0  # cached
+    local, glob = cache.segment(video, 1.0, 1.5)
+    from audiocraft_ext.data.video import load_video_frames
+    frames = load_video_frames(video, start=1.0, duration=1.5, num_global_frames=4)
+    expected = encoder.clip_tokens(frames.local_frames.permute(1, 0, 2, 3))
+    torch.testing.assert_close(local, expected, atol=2e-2, rtol=2e-2)  # stored as float16
+    assert glob.shape == (4, 50, 24)
+    old = cache.path_for(video)
+    time.sleep(0.01)
+    write_video(video, 20, 10)  # the video changes: its features are recomputed
+    assert cache.path_for(video) != old
+    assert cache.build([video], encoder.clip_tokens, progress=False) == 1
+
+
+def test_cfg_dropout_replaces_whole_items_by_the_null_video():
+    local = torch.ones(64, 3, 2, 4, 4, dtype=torch.uint8)
+    glob = torch.ones(64, 3, 3, 4, 4, dtype=torch.uint8)
+    out_local, out_glob = cfg_dropout_video(local, glob, 0.3, torch.zeros_like(local), torch.zeros_like(glob),
+                                            torch.Generator().manual_seed(0))
+    dropped = out_local.flatten(1).amax(1) == 0
+    assert torch.equal(dropped, out_glob.flatten(1).amax(1) == 0)
+    assert (out_local.flatten(1).amin(1)[~dropped] == 1).all()
+    assert 8 < dropped.sum() < 32
+    assert cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)[0] is local
+
+
+def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable)
+    return subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=env, cwd=ROOT, start_new_session=True)
+
+
+def test_train_resume_export_with_train_sh(manifest, tmp_path):
+    dora = tmp_path / "dora"
+    data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
+    args = ["solver=vidmuse/debug", *data, "optim.epochs=4", "optim.updates_per_epoch=12", "generate.every=4",
+            "evaluate.every=4"]
+    log = tmp_path / "first.log"
+    process = _train(args, dora, log)
+    deadline = time.time() + 240
+    checkpoint = None
+    while time.time() < deadline and process.poll() is None:  # interrupt the run once it has a checkpoint
+        found = list(dora.glob("xps/*/checkpoint.th"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.2)
+    assert checkpoint is not None, log.read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    history = json.loads((checkpoint.parent / "history.json").read_text())
+    assert 1 <= len(history) < 4, "the run should be interrupted before its last epoch"
+
+    log = tmp_path / "second.log"
+    assert _train(args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "Loading existing checkpoint" in text
+    history = json.loads((checkpoint.parent / "history.json").read_text())
+    assert len(history) == 4
+    train_ce = [epoch["train"]["ce"] for epoch in history]
+    assert train_ce[-1] < train_ce[0] - 0.5  # the loss goes down
+    assert list((checkpoint.parent / "samples" / "epoch_0004").glob("*.wav"))
+
+    out = tmp_path / "exported"
+    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(checkpoint),
+                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = VidMuse.get_pretrained(out, device="cpu")
+    best = torch.load(checkpoint, weights_only=True)["best_state"]["model"]
+    for key, value in model.lm.state_dict().items():
+        assert torch.equal(value, best[key]), key
+    audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
+    assert audio[0].shape == (1, 5 * 32000)
+
+    # fine-tuning from the exported model: every weight comes from it, and the loss starts where it ended
+    log = tmp_path / "finetune.log"
+    finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1", f"continue_from=//pretrained/{out}",
+                "generate.every=0", "evaluate.every=0"]
+    assert _train(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert "keep their initialisation" not in log.read_text()
+    tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
+    assert tuned[0]["train"]["ce"] < train_ce[0] - 0.5
