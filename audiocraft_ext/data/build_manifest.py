@@ -96,6 +96,8 @@ def build_manifest(videos: Path, name: str, egs_dir: Path = Path("egs"), audio_d
     if dset_dir is not None:
         dset_dir.mkdir(parents=True, exist_ok=True)
         folder = manifest.parent.resolve()
+        if folder.is_relative_to(Path.cwd()):  # relative to the repository: Dora resolves it from its clone
+            folder = folder.relative_to(Path.cwd())
         (dset_dir / f"{name}.yaml").write_text(
             "# @package __global__\n# written by audiocraft_ext.data.build_manifest\n"
             f"datasource:\n  max_sample_rate: {sample_rate}\n  max_channels: {channels}\n"

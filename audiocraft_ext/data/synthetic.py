@@ -1,7 +1,7 @@
 """Procedural videos: moving shapes over coloured backgrounds, with scene cuts, rendered with numpy, written
 with PyAV. Used for the example videos in `dataset/example/infer/` and for tests.
 
-    python -m audiocraft_ext.data.synthetic --examples dataset/example/infer
+    python -m audiocraft_ext.data.synthetic --examples dataset/example/infer --train_examples dataset/example/train
 """
 
 import argparse
@@ -146,12 +146,26 @@ def write_examples(folder: tp.Union[str, Path], seed: int = 2025) -> tp.List[Pat
     ]
 
 
+def write_training_examples(folder: tp.Union[str, Path], count: int = 4, duration: float = 12.0,
+                            seed: int = 7) -> tp.List[Path]:
+    """Example training pairs: videos whose own audio track is the music (a melody per video)."""
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    return [write_scenes(folder / f"pair_{i:02d}.mp4", [random_scene(rng, duration / 2), random_scene(rng, duration / 2)],
+                         15, (160, 96), audio=melody(duration, seed=seed + i)) for i in range(count)]
+
+
 def main(argv: tp.Optional[tp.Sequence[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", required=True, help="folder to write the example inputs to")
+    parser.add_argument("--examples", help="folder to write the example inputs of infer.sh to")
+    parser.add_argument("--train_examples", help="folder to write example training pairs to")
     parser.add_argument("--seed", type=int, default=2025)
     args = parser.parse_args(argv)
-    for path in write_examples(args.examples, args.seed):
+    if not args.examples and not args.train_examples:
+        parser.error("pass --examples and/or --train_examples")
+    paths = write_examples(args.examples, args.seed) if args.examples else []
+    paths += write_training_examples(args.train_examples) if args.train_examples else []
+    for path in paths:
         print(path)
 
 
