@@ -154,7 +154,8 @@ def test_official_layout_resolves_codec_pointer_to_sibling_folder(tmp_path):
 
 
 def test_missing_codec_gives_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no hub here; fail fast
     fixture = parity_fixture_dir()
     for name in ("state_dict.bin", "compression_state_dict.bin"):
         shutil.copy(fixture / name, tmp_path / name)
