@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 ARGS ?=
 
-.PHONY: install test infer bench clean-venv
+.PHONY: install browser test infer demo bench clean-venv
 
 $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,20 @@ $(INSTALLED): requirements.txt setup.py | $(VENV_PYTHON)
 
 install: $(INSTALLED)
 
-test: install
+# Debian's Chromium for the demo's real-browser test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	  else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
+
+test: install browser
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 infer: install
 	PYTHON=$(abspath $(VENV_PYTHON)) bash infer.sh $(ARGS)
+
+demo: install
+	$(VENV_PYTHON) -m demos.VidMuse_app $(ARGS)
 
 bench: install
 	$(VENV_PYTHON) benchmarks/generation_speed.py --layers 4

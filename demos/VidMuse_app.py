@@ -1,0 +1,205 @@
+"""Gradio demo: music for an uploaded video or image.
+
+    python -m demos.VidMuse_app [--model_path ./model] [--listen] [--server_port N] [--share]
+                                [--username U --password P] [--inbrowser]
+
+The model is loaded once and shared; its streaming state lives on its modules, so one generation runs at a time
+(the queue holds the others). Generation is the same code as `infer.sh` (`audiocraft_ext.pipeline`); a progress
+bar follows the decoding steps and Interrupt stops a running generation between two steps.
+"""
+
+import argparse
+from dataclasses import replace
+import logging
+import os
+from pathlib import Path
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import typing as tp
+import warnings
+
+import gradio as gr
+
+from audiocraft_ext.data.video import VideoReadError, probe_video
+from audiocraft_ext.models.loaders import ModelFilesMissing, find_lm_file
+from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.pipeline import GenerationSettings, file_checksum, is_image, output_paths, prepare_input, \
+    write_outputs
+
+logger = logging.getLogger("demos.VidMuse_app")
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "dataset" / "example" / "infer"
+MAX_TEMP_AGE = 3600.0  # seconds an output folder is kept for the browser to fetch
+
+
+class GenerationInterrupted(Exception):
+    """Raised from the progress callback when Interrupt was pressed."""
+
+
+class MusicDemo:
+    """The demo's state: one shared model, a lock (one generation at a time), a stop flag, a temp folder.
+
+    Args:
+        model: the loaded `VidMuse`.
+        max_duration: longest music generated (s); longer videos are cut, with a notice.
+        model_checksum: recorded in the sidecar next to each result.
+    """
+
+    def __init__(self, model: VidMuse, max_duration: float = 60.0, model_checksum: tp.Optional[str] = None):
+        self.model = model
+        self.max_duration = max_duration
+        self.model_checksum = model_checksum
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.workdir = Path(tempfile.mkdtemp(prefix="vidmuse_demo_"))
+
+    def close(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _clean_old_outputs(self):
+        now = time.time()
+        for folder in self.workdir.iterdir():
+            if now - folder.stat().st_mtime > MAX_TEMP_AGE:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def interrupt(self) -> str:
+        self.stop.set()
+        return "Interrupting…"
+
+    def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
+                 top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
+                 progress: gr.Progress = gr.Progress()) -> tp.Tuple[str, str, tp.List[str], str]:
+        """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
+        status line. Bad input raises `gr.Error` with the reason, shown in the page."""
+        source = video or image
+        if not source:
+            raise gr.Error("Upload a video or an image first.")
+        path = Path(source)
+        cap = min(float(max_duration), self.max_duration)
+        notices = []
+        if not is_image(path):
+            try:
+                duration = probe_video(path).duration
+            except VideoReadError as err:
+                raise gr.Error(f"Cannot use this file: {err.reason}.") from None
+            if duration > cap:
+                notices.append(f"The video is {duration:.1f} s long: music is generated for its first {cap:.0f} s.")
+                gr.Warning(notices[-1])
+        settings = GenerationSettings(top_k=int(top_k), top_p=float(top_p), temperature=float(temperature),
+                                      cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
+                                      max_duration=cap, image_duration=min(float(image_duration), cap))
+        seed_used = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+        settings = replace(settings, seed=seed_used)
+        with self.lock:
+            self.stop.clear()
+            self._clean_old_outputs()
+            try:
+                item = prepare_input(self.model, path, settings)
+            except (VideoReadError, ValueError) as err:
+                raise gr.Error(f"Cannot use this file: {getattr(err, 'reason', err)}.") from None
+
+            def on_step(done: int, total: int):
+                if self.stop.is_set():
+                    raise GenerationInterrupted()
+                progress((done, total), desc="Composing", unit="steps")
+
+            self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
+                                             temperature=settings.temperature, cfg_coef=settings.cfg_coef)
+            self.model.set_custom_progress_callback(on_step)
+            try:
+                music = self.model.generate([item.frames], seed=seed_used)[0]
+            except GenerationInterrupted:
+                raise gr.Error("Generation interrupted.") from None
+            finally:
+                self.model.set_custom_progress_callback(None)
+            out_dir = Path(tempfile.mkdtemp(dir=self.workdir))
+            paths = output_paths([path], out_dir)[path]
+            write_outputs(self.model, item, music, paths, settings, seed_used, self.model_checksum)
+        status = " ".join(notices + [f"{item.duration:.1f} s of music, seed {seed_used}."])
+        return str(paths.mp4), str(paths.wav), [str(paths.mp4), str(paths.wav), str(paths.sidecar)], status
+
+
+def build_ui(demo: MusicDemo) -> gr.Blocks:
+    """The page: inputs, parameters, Generate / Interrupt, outputs."""
+    with gr.Blocks(title="VidMuse: music for your video", delete_cache=(MAX_TEMP_AGE, MAX_TEMP_AGE)) as ui:
+        gr.Markdown("# VidMuse\nUpload a video (or an image) and get music that follows it.")
+        with gr.Row():
+            with gr.Column():
+                with gr.Tab("Video"):
+                    video = gr.Video(label="Video", sources=["upload"])
+                    examples = sorted(p for p in EXAMPLES.glob("*.mp4")) if EXAMPLES.is_dir() else []
+                    if examples:
+                        gr.Examples([[str(p)] for p in examples], inputs=[video])
+                with gr.Tab("Image"):
+                    image = gr.Image(label="Image", type="filepath", sources=["upload"])
+                    image_duration = gr.Slider(2, 30, value=10, step=1, label="Music length for an image (s)")
+                with gr.Accordion("Parameters", open=False):
+                    top_k = gr.Number(250, label="Top-k", precision=0, minimum=0)
+                    top_p = gr.Number(0.0, label="Top-p", minimum=0, maximum=1)
+                    temperature = gr.Number(1.0, label="Temperature", minimum=0)
+                    cfg_coef = gr.Number(3.0, label="Classifier-free guidance")
+                    seed = gr.Number(-1, label="Seed (-1: random)", precision=0)
+                    max_duration = gr.Slider(1, demo.max_duration, value=demo.max_duration, step=1,
+                                             label="Maximum duration (s)")
+                with gr.Row():
+                    submit = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Interrupt")
+            with gr.Column():
+                result_video = gr.Video(label="Video with music", elem_id="result-video")
+                result_audio = gr.Audio(label="Music", type="filepath")
+                files = gr.File(label="Downloads", file_count="multiple")
+                status = gr.Markdown(elem_id="status")
+        event = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef, seed,
+                                             max_duration], [result_video, result_audio, files, status],
+                             api_name="generate", concurrency_limit=1)
+        stop.click(demo.interrupt, None, status, api_name="interrupt", concurrency_limit=None, queue=False)
+    return ui
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m demos.VidMuse_app", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_path", default="./model", help="checkpoint folder or hub id")
+    parser.add_argument("--listen", default="127.0.0.1", nargs="?", const="0.0.0.0",
+                        help="address to serve on (--listen alone: 0.0.0.0, all interfaces)")
+    parser.add_argument("--server_port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="create a public Gradio link")
+    parser.add_argument("--username", default=None)
+    parser.add_argument("--password", default=None)
+    parser.add_argument("--inbrowser", action="store_true", help="open the page in a browser")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--max_duration", type=float, default=60.0, help="longest music per request (s)")
+    parser.add_argument("--clip_num_heads", type=int, default=None)
+    return parser
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("audiocraft").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if bool(args.username) != bool(args.password):
+        logger.error("--username and --password go together")
+        return 2
+    try:
+        checksum = file_checksum(find_lm_file(args.model_path))
+        model = VidMuse.get_pretrained(args.model_path, device=args.device, clip_num_heads=args.clip_num_heads)
+    except ModelFilesMissing as err:
+        logger.error("cannot load the model: %s", err)
+        return 2
+    demo = MusicDemo(model, max_duration=args.max_duration, model_checksum=checksum)
+    ui = build_ui(demo)
+    ui.queue(default_concurrency_limit=1, max_size=32)
+    try:
+        ui.launch(server_name=args.listen, server_port=args.server_port, share=args.share,
+                  inbrowser=args.inbrowser, auth=(args.username, args.password) if args.username else None)
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

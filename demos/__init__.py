@@ -1,0 +1,1 @@
+"""Demos: the Gradio web app (python -m demos.VidMuse_app)."""

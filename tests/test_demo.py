@@ -1,0 +1,148 @@
+"""The Gradio demo: its functions, its API through gradio_client, and a real browser (Chromium + Playwright)."""
+
+from pathlib import Path
+import shutil
+import socket
+import threading
+
+import av
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile
+
+from audiocraft_ext.data.audio import read_audio_track
+from audiocraft_ext.data.synthetic import Scene, Shape, write_image
+from audiocraft_ext.data.video import probe_video
+from audiocraft_ext.models.vidmuse import VidMuse
+from demos.VidMuse_app import MusicDemo, build_ui
+
+from media import write_video
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PARAMS = dict(image_duration=3, top_k=250, top_p=0.0, temperature=1.0, cfg_coef=3.0, seed=0, max_duration=8)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_checkpoint):
+    app = MusicDemo(VidMuse.get_pretrained(tiny_checkpoint, device="cpu"), max_duration=8)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 2 s video with its own sine soundtrack (the demo must replace it with new music)."""
+    return write_video(tmp_path_factory.mktemp("upload") / "upload clip.mp4", 50, 25, audio_seconds=2.0)
+
+
+def test_generate_writes_video_audio_and_downloads(demo, clip):
+    video, audio, files, status = demo.generate(str(clip), None, **PARAMS)
+    assert soundfile.info(audio).frames == 2 * 32000
+    assert probe_video(video).has_audio and abs(probe_video(video).duration - 2.0) < 1e-3
+    assert {Path(f).suffix for f in files} == {".mp4", ".wav", ".json"}
+    assert "seed 0" in status
+
+
+def test_image_upload_and_seed_reproducibility(demo, tmp_path):
+    image = write_image(tmp_path / "pic.png", Scene(1.0, shapes=[Shape()]), (80, 60))
+    _, first, _, _ = demo.generate(None, str(image), **PARAMS)
+    _, again, _, _ = demo.generate(None, str(image), **PARAMS)
+    assert soundfile.info(first).frames == 3 * 32000
+    assert np.array_equal(soundfile.read(first)[0], soundfile.read(again)[0])
+
+
+def test_bad_uploads_get_a_clear_message(demo, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video")
+    with pytest.raises(gr.Error, match="Cannot use this file"):
+        demo.generate(str(junk), None, **PARAMS)
+    with pytest.raises(gr.Error, match="Upload a video"):
+        demo.generate(None, None, **PARAMS)
+
+
+def test_long_video_is_capped_with_a_notice(demo, tmp_path):
+    long_clip = write_video(tmp_path / "long.mp4", 120, 10)  # 12 s > 8 s cap
+    _, audio, _, status = demo.generate(str(long_clip), None, **PARAMS)
+    assert soundfile.info(audio).frames == 8 * 32000
+    assert "12.0 s long" in status
+
+
+def test_interrupt_stops_a_running_generation(demo, clip, monkeypatch):
+    """Interrupt pressed while decoding: the flag is seen at the next step and the request ends with a notice."""
+    steps = []
+    real_generate = demo.model.generate
+
+    def generate_then_interrupt(*args, **kwargs):
+        demo.model.set_custom_progress_callback(
+            (lambda callback: lambda done, total: (steps.append(done), callback(done, total)))(
+                demo.model._progress_callback))
+        demo.interrupt()  # as the Interrupt button does, from another request
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(demo.model, "generate", generate_then_interrupt)
+    with pytest.raises(gr.Error, match="interrupted"):
+        demo.generate(str(clip), None, **PARAMS)
+    assert steps == [1]  # stopped at the first decoding step, not at the end
+    monkeypatch.undo()
+    demo.generate(str(clip), None, **PARAMS)  # the next request runs normally
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    ui = build_ui(demo)
+    ui.queue(default_concurrency_limit=1)
+    port = free_port()
+    ui.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    ui.close()
+
+
+def test_gradio_client_end_to_end(server, clip):
+    from gradio_client import Client, handle_file
+    client = Client(server, verbose=False)
+    video, audio, files, status = client.predict(
+        handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, 0, 8, api_name="/generate")
+    path = video["video"] if isinstance(video, dict) else video
+    assert abs(probe_video(path).duration - 2.0) < 1e-3
+    assert soundfile.info(audio).frames == 2 * 32000
+    assert len(files) == 3
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by `make test`)")
+def test_real_browser_upload_generate_and_play(server, clip, tmp_path):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(server)
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.get_by_role("button", name="Generate").click()
+        result = page.locator("#result-video video")
+        result.wait_for(state="attached", timeout=120_000)
+        page.wait_for_function("document.querySelector('#status') && "
+                               "document.querySelector('#status').innerText.includes('seed')", timeout=120_000)
+        src = result.get_attribute("src")
+        screenshot = tmp_path / "demo_result.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        data = page.request.get(src).body()
+        browser.close()
+    downloaded = tmp_path / "result.mp4"
+    downloaded.write_bytes(data)
+    assert screenshot.stat().st_size > 10_000
+    info = probe_video(downloaded)
+    assert info.has_audio and abs(info.duration - 2.0) < 1e-3
+    music, _ = read_audio_track(downloaded, 32000)
+    upload, _ = read_audio_track(clip, 32000)
+    n = min(music.shape[1], upload.shape[1])
+    correlation = np.corrcoef(music[0, :n].numpy(), upload[0, :n].numpy())[0, 1]
+    assert abs(correlation) < 0.5, "the page returned the upload's own audio"
+    assert abs(music.shape[1] / 32000 - 2.0) < 0.05
