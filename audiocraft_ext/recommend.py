@@ -1,0 +1,169 @@
+"""Which of my tracks fits this video? Rank the audio files of a folder for a video or an image.
+
+Score of a track = the model's mean log-likelihood of a window of the track's codec tokens given the video, minus
+the same given the null (black) video: how much the video explains the music. Tracks are encoded to tokens once
+and cached on disk (`<library>/.audiocraft_ext_tokens/`, refreshed when a file changes).
+
+    python -m audiocraft_ext.recommend --library my_music --video clip.mp4 --top 5
+    python -m audiocraft_ext.recommend --library my_music --image photo.jpg --json
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+import sys
+import typing as tp
+import warnings
+
+from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_utils import convert_audio
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from .data.feature_cache import module_fingerprint
+from .data.video import VideoFrames, VideoReadError, load_video_frames, read_image, still_video_frames
+from .models.lm import VideoBatch
+from .models.loaders import ModelFilesMissing
+from .models.vidmuse import VidMuse
+from .utils.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
+CACHE_FOLDER = ".audiocraft_ext_tokens"
+
+
+class TrackTokenCache:
+    """Codec tokens `[K, T]` of audio files, stored per file in `folder`, keyed by path, size, mtime and codec."""
+
+    def __init__(self, model: VidMuse, folder: Path):
+        self.model = model
+        self.folder = folder
+        self.codec = module_fingerprint(model.compression_model)
+
+    def _path(self, track: Path) -> Path:
+        stat = track.stat()
+        key = json.dumps([str(track.resolve()), stat.st_size, stat.st_mtime_ns, self.codec])
+        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+
+    @torch.no_grad()
+    def tokens(self, track: Path) -> torch.Tensor:
+        path = self._path(track)
+        if path.exists():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        wav, sr = audio_read(track)
+        wav = convert_audio(wav, sr, self.model.sample_rate, self.model.audio_channels)
+        codes, _ = self.model.compression_model.encode(wav[None].to(self.model.device))
+        codes = codes[0].cpu().short()
+        with atomic_output(path) as tmp:
+            torch.save(codes, tmp)
+        return codes
+
+
+@torch.no_grad()
+def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict) -> torch.Tensor:
+    """Mean log-probability of codes `[B, K, T]` under the LM with `conditions`, over valid positions: `[B]`."""
+    out = model.lm.compute_predictions(codes.long().to(model.device), [], condition_tensors=conditions)
+    logits = out.logits.float().nan_to_num()
+    log_probs = F.log_softmax(logits, dim=-1).gather(-1, codes.long().to(model.device)[..., None])[..., 0]
+    mask = out.mask.float()
+    return (log_probs * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+
+
+@torch.no_grad()
+def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.Tensor], window: float = 10.0,
+                 batch_size: int = 8) -> tp.List[float]:
+    """Scores of token sequences `[K, T]` for a video: log-likelihood given the video minus given the null video,
+    on the first `window` seconds (or less: the video's or the track's length)."""
+    rate = model.frame_rate
+    video_tokens = int(min(window, frames.duration) * rate)
+    frame_count = max(1, round(video_tokens / rate * frames.local_fps))
+    local = frames.local_window(0, frame_count)
+    video = VideoBatch(local[None], frames.global_frames[None])
+    null = video.null()
+    scores: tp.List[tp.Optional[float]] = [None] * len(tracks)
+    by_length: tp.Dict[int, tp.List[int]] = {}
+    for index, codes in enumerate(tracks):
+        by_length.setdefault(min(video_tokens, codes.shape[-1]), []).append(index)
+    for length, indices in by_length.items():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            codes = torch.stack([tracks[i][:, :length] for i in chunk])
+            n = len(chunk)
+            repeat = lambda b: VideoBatch(b.local_frames.expand(n, -1, -1, -1, -1),  # noqa: E731
+                                          b.global_frames.expand(n, -1, -1, -1, -1))
+            conditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(video)))
+            unconditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(null)))
+            for i, value in zip(chunk, (conditional - unconditional).tolist()):
+                scores[i] = value
+    return [float(s) for s in scores]  # type: ignore[arg-type]
+
+
+def load_query(model: VidMuse, video: tp.Optional[Path], image: tp.Optional[Path], window: float) -> VideoFrames:
+    config = model.lm.visual_config
+    common = dict(local_fps=config.local_fps, num_global_frames=config.num_global_frames,
+                  size=config.clip["image_size"])
+    if image is not None:
+        return still_video_frames(read_image(image), window, path=str(image), **common)  # type: ignore[arg-type]
+    assert video is not None
+    return load_video_frames(video, **common)  # type: ignore[arg-type]
+
+
+def recommend(model: VidMuse, library: Path, frames: VideoFrames, window: float = 10.0, batch_size: int = 8,
+              cache_dir: tp.Optional[Path] = None, progress: bool = False) -> tp.List[tp.Dict[str, tp.Any]]:
+    """Rank the audio files of `library` for `frames`: `[{'path', 'score'}, ...]`, best first. Unreadable files
+    are left out (with a warning)."""
+    cache = TrackTokenCache(model, cache_dir or library / CACHE_FOLDER)
+    paths = sorted(p for p in library.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    kept, tokens = [], []
+    for path in tqdm(paths, desc="tracks", disable=not progress):
+        try:
+            tokens.append(cache.tokens(path))
+            kept.append(path)
+        except Exception as err:  # a corrupt track must not stop the ranking
+            logger.warning("%s: cannot read (%s); left out", path, err)
+    scores = score_tracks(model, frames, tokens, window, batch_size)
+    ranked = sorted(zip(kept, scores), key=lambda item: item[1], reverse=True)
+    return [{"path": str(path), "score": score} for path, score in ranked]
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.recommend", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--library", type=Path, required=True, help="folder of audio files")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--video", type=Path)
+    query.add_argument("--image", type=Path)
+    parser.add_argument("--top", type=int, default=10, help="how many tracks to show")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of {path, score}, best first")
+    parser.add_argument("--model_path", default="./model")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds of each track (and video) scored")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--cache_dir", type=Path, default=None, help=f"default: <library>/{CACHE_FOLDER}")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore")
+    if not args.library.is_dir():
+        print(f"not a folder: {args.library}", file=sys.stderr)
+        return 2
+    try:
+        model = VidMuse.get_pretrained(args.model_path, device=args.device)
+        frames = load_query(model, args.video, args.image, args.window)
+    except (ModelFilesMissing, VideoReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ranking = recommend(model, args.library, frames, args.window, args.batch_size, args.cache_dir,
+                        progress=not args.json)[:args.top]
+    if args.json:
+        print(json.dumps(ranking, indent=2))
+    else:
+        for rank, item in enumerate(ranking, 1):
+            print(f"{rank:3d}. {item['score']:+.4f}  {item['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
