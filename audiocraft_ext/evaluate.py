@@ -1,0 +1,187 @@
+"""Evaluation CLI: reference-based audio metrics, video-music retrieval, synthetic-corpus correlations.
+
+    # music generated for a set of videos (e.g. by infer.sh) against the reference music, paired by file stem
+    python -m audiocraft_ext.evaluate --generated result/ --reference refs/ --kld --fad_vggish vggish_model.ckpt
+    # retrieval: does the model's score pick each video's own music among all of a manifest's tracks?
+    python -m audiocraft_ext.evaluate --model_path ./model --manifest egs/synth/test --retrieval
+    # rank correlations on the synthetic corpus (brightness -> pitch, speed -> onsets)
+    python -m audiocraft_ext.evaluate --model_path ./model --synthetic egs/synth/test
+
+FAD (VGGish), KL (PaSST) and CLAP are AudioCraft's metrics; they need weights this project does not ship: a
+clear error names what is missing. Retrieval and the synthetic correlations need only the model. Results are
+printed as a table and written as JSON (`--out`).
+"""
+
+import argparse
+import json
+from pathlib import Path
+import sys
+import typing as tp
+import warnings
+
+from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_utils import convert_audio
+import torch
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+class MissingMetricWeights(RuntimeError):
+    """A metric's package or weights are not available; the message says which and where to get them."""
+
+
+def retrieval_metrics(scores: torch.Tensor) -> tp.Dict[str, float]:
+    """R@1, R@5 and mean reciprocal rank from a score matrix `[N videos, N tracks]` whose diagonal holds each
+    video's own track (higher score = better match)."""
+    own = scores.diagonal()[:, None]
+    ranks = 1 + (scores > own).sum(dim=1).float()  # ties count in the video's favour
+    return {"R@1": float((ranks <= 1).float().mean()), "R@5": float((ranks <= 5).float().mean()),
+            "MRR": float((1 / ranks).mean()), "pairs": int(scores.shape[0]), "chance_R@1": 1 / scores.shape[0]}
+
+
+def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8) -> tp.Dict[str, float]:
+    """Score every (video, track) pair of a manifest with the recommendation score; retrieval metrics."""
+    from .data.video_dataset import load_video_audio_meta
+    from .recommend import TrackTokenCache, load_query, score_tracks
+    metas = load_video_audio_meta(manifest)
+    cache = TrackTokenCache(model, Path(manifest) / ".audiocraft_ext_tokens")
+    tokens = [cache.tokens(Path(m.path)) for m in metas]
+    rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size)
+            for m in metas]
+    return retrieval_metrics(torch.tensor(rows))
+
+
+def paired_audio(generated: Path, reference: Path) -> tp.List[tp.Tuple[Path, Path]]:
+    """Generated and reference files with the same stem."""
+    refs = {p.stem: p for p in reference.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS}
+    pairs = [(p, refs[p.stem]) for p in sorted(generated.iterdir())
+             if p.suffix.lower() in AUDIO_EXTENSIONS and p.stem in refs]
+    if not pairs:
+        raise ValueError(f"no audio files with matching names in {generated} and {reference}")
+    return pairs
+
+
+def _load(path: Path, sample_rate: int = 32000) -> torch.Tensor:
+    wav, sr = audio_read(path)
+    return convert_audio(wav, sr, sample_rate, 1)
+
+
+def kld_metric(pairs: tp.Sequence[tp.Tuple[Path, Path]], pretrained_length: float = 10.0) -> tp.Dict[str, float]:
+    """KL divergence of PaSST label distributions (AudioCraft's `PasstKLDivergenceMetric`)."""
+    from audiocraft.metrics.kld import PasstKLDivergenceMetric
+    try:
+        metric = PasstKLDivergenceMetric(pretrained_length=pretrained_length)
+    except ModuleNotFoundError:
+        raise MissingMetricWeights("KL needs the PaSST classifier: pip install hear21passt (its AudioSet weights "
+                                   "are downloaded on first use)") from None
+    for gen, ref in pairs:
+        g, r = _load(gen), _load(ref)
+        n = min(g.shape[-1], r.shape[-1])
+        metric.update(g[None, :, :n], r[None, :, :n], torch.tensor([n]), torch.tensor([32000]))
+    return {k: float(v) for k, v in metric.compute().items()}
+
+
+def fad_metric(pairs: tp.Sequence[tp.Tuple[Path, Path]], vggish: tp.Optional[Path], tf_bin: tp.Optional[Path],
+               workdir: Path) -> float:
+    """Frechet Audio Distance with VGGish (AudioCraft's `FrechetAudioDistanceMetric`, run in a TF environment)."""
+    if vggish is None or not Path(vggish).is_file() or tf_bin is None:
+        raise MissingMetricWeights(
+            "FAD needs the VGGish checkpoint (vggish_model.ckpt, from the google-research frechet_audio_distance "
+            "release) passed as --fad_vggish, and that code's folder as --fad_bin, with TensorFlow installed "
+            f"(got --fad_vggish {vggish}, --fad_bin {tf_bin})")
+    from audiocraft.metrics.fad import FrechetAudioDistanceMetric
+    metric = FrechetAudioDistanceMetric(bin=tf_bin, model_path=vggish, log_folder=workdir)
+    for gen, ref in pairs:
+        g, r = _load(gen), _load(ref)
+        n = min(g.shape[-1], r.shape[-1])
+        metric.update(g[None, :, :n], r[None, :, :n], torch.tensor([n]), torch.tensor([32000]), [gen.stem])
+    return float(metric.compute())
+
+
+def clap_metric(pairs: tp.Sequence[tp.Tuple[Path, Path]], checkpoint: tp.Optional[Path]) -> float:
+    """CLAP text consistency of generated music with the `description` of each reference's sidecar json."""
+    try:
+        from audiocraft.metrics.clap_consistency import CLAPTextConsistencyMetric
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise FileNotFoundError(checkpoint)
+        metric = CLAPTextConsistencyMetric(checkpoint, model_arch="HTSAT-base")
+    except (ImportError, FileNotFoundError, OSError):
+        raise MissingMetricWeights(
+            "CLAP needs `pip install laion_clap`, the CLAP checkpoint (music_audioset_epoch_15_esc_90.14.pt, LAION "
+            f"CLAP release) passed as --clap_checkpoint (got {checkpoint}) and the roberta-base tokenizer") from None
+    for gen, ref in pairs:
+        sidecar = ref.with_suffix(".json")
+        text = json.loads(sidecar.read_text()).get("description") if sidecar.exists() else None
+        if not text:
+            raise ValueError(f"CLAP needs a description for {ref} (in {sidecar})")
+        g = _load(gen)
+        metric.update(g[None], [text], torch.tensor([g.shape[-1]]), torch.tensor([32000]))
+    return float(metric.compute())
+
+
+def format_table(results: dict) -> str:
+    lines = []
+    for section, values in results.items():
+        if isinstance(values, dict):
+            lines.append(f"{section}:")
+            lines += [f"  {k:<24} {v:.4f}" if isinstance(v, float) else f"  {k:<24} {v}" for k, v in values.items()
+                      if not isinstance(v, (dict, list))]
+            lines += [f"  {k}: " + ", ".join(f"{kk} {vv:.3f}" for kk, vv in v.items())
+                      for k, v in values.items() if isinstance(v, dict)]
+        else:
+            lines.append(f"{section:<26} {values:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generated", type=Path, help="folder of generated music")
+    parser.add_argument("--reference", type=Path, help="folder of reference music (same file stems)")
+    parser.add_argument("--kld", action="store_true", help="KL divergence (PaSST)")
+    parser.add_argument("--fad_vggish", type=Path, default=None, help="VGGish checkpoint for FAD")
+    parser.add_argument("--fad_bin", type=Path, default=None, help="frechet_audio_distance code folder for FAD")
+    parser.add_argument("--clap_checkpoint", type=Path, default=None, help="CLAP checkpoint for text consistency")
+    parser.add_argument("--model_path", default="./model")
+    parser.add_argument("--manifest", type=Path, help="paired videos/music (data.jsonl folder) for --retrieval")
+    parser.add_argument("--retrieval", action="store_true", help="video -> music retrieval R@1, R@5, MRR")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds scored per pair (retrieval)")
+    parser.add_argument("--synthetic", type=Path, help="synthetic corpus folder: attribute correlations")
+    parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON results")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    results: dict = {}
+    try:
+        if args.generated or args.reference:
+            if not (args.generated and args.reference):
+                parser.error("--generated and --reference go together")
+            pairs = paired_audio(args.generated, args.reference)
+            results["pairs"] = float(len(pairs))
+            if args.kld:
+                results["kld"] = kld_metric(pairs)
+            if args.fad_vggish or args.fad_bin:
+                results["fad"] = fad_metric(pairs, args.fad_vggish, args.fad_bin, args.out.parent)
+            if args.clap_checkpoint:
+                results["clap"] = clap_metric(pairs, args.clap_checkpoint)
+        if args.retrieval or args.synthetic:
+            from .models.vidmuse import VidMuse
+            model = VidMuse.get_pretrained(args.model_path)
+            if args.retrieval:
+                if args.manifest is None:
+                    parser.error("--retrieval needs --manifest")
+                results["retrieval"] = retrieval(model, args.manifest, args.window)
+            if args.synthetic:
+                from .synth.evaluate import evaluate as evaluate_synthetic
+                results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True)["summary"]
+    except (MissingMetricWeights, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not results:
+        parser.error("nothing to evaluate: see --help")
+    print(format_table(results))
+    args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
