@@ -48,6 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--original_volume", type=float, default=0.5, help="gain of the original audio for mix")
     parser.add_argument("--resize_mode", choices=["squash", "center_crop"], default="squash",
                         help="how frames become 224x224: squash (as the official weights were trained) or crop")
+    parser.add_argument("--description", default=None,
+                        help="text steering the music with the picture (models with a text conditioner)")
     parser.add_argument("--extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS),
                         help="video file extensions to process")
     parser.add_argument("--overwrite", action="store_true", help="regenerate inputs whose outputs exist")
@@ -81,7 +83,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
                                       cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
                                       image_duration=args.image_duration, original_audio=args.original_audio,
-                                      original_volume=args.original_volume, resize_mode=args.resize_mode)
+                                      original_volume=args.original_volume, resize_mode=args.resize_mode,
+                                      description=args.description)
         if args.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
     except ValueError as err:
@@ -101,6 +104,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         return 2
     except ValueError as err:
         logger.error("%s", err)
+        return 2
+    if settings.description and not model.lm.has_text_conditioner:
+        logger.error("--description: this model has no text conditioner")
         return 2
     logger.info("model %s on %s; %d input(s) from %s", args.model_path, model.device, len(inputs), video_dir)
     summary = run(model, inputs, output_dir, settings, batch_size=args.batch_size, overwrite=args.overwrite,

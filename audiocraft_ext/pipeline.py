@@ -45,6 +45,7 @@ class GenerationSettings:
         original_audio: `drop`, `keep` (second track) or `mix` (under the music) the input's own audio.
         original_volume: gain of the original audio when mixed.
         resize_mode: `squash` (as the official weights were trained) or `center_crop`.
+        description: a text steering the music with the picture (models with a text conditioner only).
     """
     top_k: int = 250
     top_p: float = 0.0
@@ -56,6 +57,7 @@ class GenerationSettings:
     original_audio: str = "drop"
     original_volume: float = 0.5
     resize_mode: str = "squash"
+    description: tp.Optional[str] = None
 
     def __post_init__(self):
         if self.temperature < 0 or self.top_k < 0 or not 0 <= self.top_p <= 1:
@@ -207,7 +209,9 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
             continue
         long_batch = max(item.duration for item in batch) > model.max_duration
         try:
-            music = model.generate([item.frames for item in batch], seed=seed, progress=progress and long_batch)
+            descriptions = [settings.description] * len(batch) if settings.description else None
+            music = model.generate([item.frames for item in batch], seed=seed, progress=progress and long_batch,
+                                   descriptions=descriptions)
         except Exception as err:  # e.g. out of memory: report for these inputs, go on with the next batch
             logger.exception("generation failed")
             summary.failed.extend((item.path, f"generation failed: {err.__class__.__name__}: {err}") for item in batch)

@@ -71,7 +71,8 @@ class MusicDemo:
 
     def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
                  top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
-                 progress: gr.Progress = gr.Progress()) -> tp.Tuple[str, str, tp.List[str], str]:
+                 description: str = "", progress: gr.Progress = gr.Progress()
+                 ) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
         status line. Bad input raises `gr.Error` with the reason, shown in the page."""
         source = video or image
@@ -90,7 +91,8 @@ class MusicDemo:
                 gr.Warning(notices[-1])
         settings = GenerationSettings(top_k=int(top_k), top_p=float(top_p), temperature=float(temperature),
                                       cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
-                                      max_duration=cap, image_duration=min(float(image_duration), cap))
+                                      max_duration=cap, image_duration=min(float(image_duration), cap),
+                                      description=(description or "").strip() or None)
         seed_used = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         settings = replace(settings, seed=seed_used)
         with self.lock:
@@ -110,7 +112,8 @@ class MusicDemo:
                                              temperature=settings.temperature, cfg_coef=settings.cfg_coef)
             self.model.set_custom_progress_callback(on_step)
             try:
-                music = self.model.generate([item.frames], seed=seed_used)[0]
+                texts = [settings.description] if settings.description else None
+                music = self.model.generate([item.frames], seed=seed_used, descriptions=texts)[0]
             except GenerationInterrupted:
                 raise gr.Error("Generation interrupted.") from None
             finally:
@@ -136,6 +139,8 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 with gr.Tab("Image"):
                     image = gr.Image(label="Image", type="filepath", sources=["upload"])
                     image_duration = gr.Slider(2, 30, value=10, step=1, label="Music length for an image (s)")
+                description = gr.Textbox(label="Description (optional): the music you want",
+                                         visible=demo.model.lm.has_text_conditioner)
                 with gr.Accordion("Parameters", open=False):
                     top_k = gr.Number(250, label="Top-k", precision=0, minimum=0)
                     top_p = gr.Number(0.0, label="Top-p", minimum=0, maximum=1)
@@ -152,9 +157,9 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 result_audio = gr.Audio(label="Music", type="filepath")
                 files = gr.File(label="Downloads", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
-        event = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef, seed,
-                                             max_duration], [result_video, result_audio, files, status],
-                             api_name="generate", concurrency_limit=1)
+        submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef, seed,
+                                     max_duration, description], [result_video, result_audio, files, status],
+                     api_name="generate", concurrency_limit=1)
         stop.click(demo.interrupt, None, status, api_name="interrupt", concurrency_limit=None, queue=False)
     return ui
 

@@ -108,7 +108,7 @@ def test_gradio_client_end_to_end(server, clip):
     from gradio_client import Client, handle_file
     client = Client(server, verbose=False)
     video, audio, files, status = client.predict(
-        handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, 0, 8, api_name="/generate")
+        handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, 0, 8, "", api_name="/generate")
     path = video["video"] if isinstance(video, dict) else video
     assert abs(probe_video(path).duration - 2.0) < 1e-3
     assert soundfile.info(audio).frames == 2 * 32000

@@ -114,10 +114,10 @@ def test_feature_cache_matches_clip_and_follows_file_changes(tmp_path, tiny_lm_c
 def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     local = torch.ones(64, 3, 2, 4, 4, dtype=torch.uint8)
     glob = torch.ones(64, 3, 3, 4, 4, dtype=torch.uint8)
-    out_local, out_glob = cfg_dropout_video(local, glob, 0.3, torch.zeros_like(local), torch.zeros_like(glob),
-                                            torch.Generator().manual_seed(0))
+    out_local, out_glob, drop = cfg_dropout_video(local, glob, 0.3, torch.zeros_like(local), torch.zeros_like(glob),
+                                                  torch.Generator().manual_seed(0))
     dropped = out_local.flatten(1).amax(1) == 0
-    assert torch.equal(dropped, out_glob.flatten(1).amax(1) == 0)
+    assert torch.equal(dropped, out_glob.flatten(1).amax(1) == 0) and torch.equal(dropped, drop)
     assert (out_local.flatten(1).amin(1)[~dropped] == 1).all()
     assert 8 < dropped.sum() < 32
     assert cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)[0] is local

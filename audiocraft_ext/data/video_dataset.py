@@ -1,7 +1,7 @@
 """Video-music pairs for training: AudioCraft's `AudioDataset` with the frames of each segment.
 
 A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own loader drops unknown fields, so
-`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)`:
+`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)` (`info.description` holds the optional text):
 - the audio segment, resampled and padded to `segment_duration`;
 - local frames of the same time span at `local_fps` (uint8 `[3, Tl, H, W]`), or their cached CLIP tokens
   (`[Tl, P, D]`), frame k at `seek + k / local_fps` (timestamp-aligned with the audio);
@@ -32,8 +32,29 @@ SEEK_MODES = ("release", "random")
 
 @dataclass(order=True)
 class VideoAudioMeta(AudioMeta):
-    """`AudioMeta` with the video the music goes with."""
+    """`AudioMeta` with the video the music goes with, and an optional text description of the music (else read
+    from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one)."""
     video_path: str = ""
+    description: tp.Optional[str] = None
+
+
+@dataclass(order=True)
+class VideoSegmentInfo(SegmentInfo):
+    """`SegmentInfo` with the item's text description (None when it has none)."""
+    description: tp.Optional[str] = None
+
+
+def read_description(meta: VideoAudioMeta) -> tp.Optional[str]:
+    """The manifest's description, else the `description` of the audio's sidecar json, else None."""
+    if meta.description:
+        return meta.description
+    sidecar = Path(meta.path).with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text()).get("description") or None
+        except (json.JSONDecodeError, AttributeError):
+            logger.warning("unreadable sidecar %s", sidecar)
+    return None
 
     @classmethod
     def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":
@@ -140,8 +161,8 @@ class VideoAudioDataset(AudioDataset):
                     raise
             else:
                 break
-        info = SegmentInfo(meta, seek, n_frames=n_frames, total_frames=target, sample_rate=self.sample_rate,
-                           channels=wav.shape[0])
+        info = VideoSegmentInfo(meta, seek, n_frames=n_frames, total_frames=target, sample_rate=self.sample_rate,
+                                channels=wav.shape[0], description=read_description(meta))
         return wav, local, glob, info
 
     def _visual(self, meta: VideoAudioMeta, seek: float) -> tp.Tuple[torch.Tensor, torch.Tensor]:

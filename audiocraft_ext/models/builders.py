@@ -16,6 +16,7 @@ import omegaconf
 import torch
 
 from ..environment import CONFIG_DIR
+from ..modules.text import TEXT_CONDITION, get_text_conditioner
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
 from .lm import VIDEO_CONDITION, VidMuseLM
 
@@ -24,9 +25,24 @@ CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 CLIP_HEAD_DIM = 64
 
 
-def get_condition_fuser() -> ConditionFuser:
-    """The fuser of a VidMuse LM: the video memory is the cross-attention source."""
-    return ConditionFuser({"cross": [VIDEO_CONDITION], "prepend": [], "sum": [], "input_interpolate": []})
+def get_condition_fuser(text: bool = False) -> ConditionFuser:
+    """The fuser of a VidMuse LM: the video memory (and the text, if any) is the cross-attention source."""
+    cross = [VIDEO_CONDITION, TEXT_CONDITION] if text else [VIDEO_CONDITION]
+    return ConditionFuser({"cross": cross, "prepend": [], "sum": [], "input_interpolate": []})
+
+
+def get_condition_provider(cfg: omegaconf.DictConfig, output_dim: int) -> ConditioningProvider:
+    """AudioCraft's provider with the text conditioner of `cfg.text_conditioner` when `use` is on (empty
+    otherwise: the video condition does not go through it)."""
+    text_cfg = cfg.get("text_conditioner")
+    if not text_cfg or not text_cfg.use:
+        return ConditioningProvider({})
+    try:
+        return ConditioningProvider({TEXT_CONDITION: get_text_conditioner(text_cfg, output_dim)})
+    except OSError as err:
+        raise OSError(f"text conditioner '{text_cfg.name}' not found locally and the Hugging Face hub is "
+                      f"unreachable ({err.__class__.__name__}); download it (`huggingface-cli download "
+                      f"{text_cfg.name}`) or set text_conditioner.t5_config for a T5 built from a config") from None
 
 
 def get_visual_config(cfg: omegaconf.DictConfig) -> tp.Optional[VisualConfig]:
@@ -59,8 +75,9 @@ def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: tp.Optional[VisualC
     pattern_provider = get_codebooks_pattern_provider(kwargs["n_q"], cfg.codebooks_pattern)
     guidance = dict_from_config(cfg.classifier_free_guidance)
     attribute_dropout = dict_from_config(cfg.attribute_dropout) if cfg.get("attribute_dropout") else {}
-    return VidMuseLM(pattern_provider=pattern_provider, condition_provider=ConditioningProvider({}),
-                     fuser=get_condition_fuser(), visual_config=visual_config,
+    provider = get_condition_provider(cfg, kwargs["dim"])
+    return VidMuseLM(pattern_provider=pattern_provider, condition_provider=provider,
+                     fuser=get_condition_fuser(text=bool(provider.conditioners)), visual_config=visual_config,
                      cfg_dropout=guidance["training_dropout"], cfg_coef=guidance["inference_coef"],
                      attribute_dropout=attribute_dropout, device=device, dtype=dtype, **kwargs)
 

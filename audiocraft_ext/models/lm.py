@@ -2,7 +2,8 @@
 
 The video condition does not fit AudioCraft's `ConditioningAttributes` (text / wav / joint embedding), so it
 travels as a precomputed condition tensor named `video`, fused by AudioCraft's `ConditionFuser` as the
-cross-attention source. Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
+cross-attention source. An optional text description (AudioCraft's T5 conditioner, `description`) joins it in
+the cross-attention memory. Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
 `compute_predictions`, the decoding loop of `generate`) is AudioCraft's own.
 """
 
@@ -12,12 +13,13 @@ import typing as tp
 
 from audiocraft.models.lm import ConditionTensors, LMModel
 from audiocraft.modules.codebooks_patterns import CodebooksPatternProvider
-from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
+from audiocraft.modules.conditioners import ConditionFuser, ConditioningAttributes, ConditioningProvider
 from audiocraft.modules.streaming import State
 from audiocraft.utils import utils
 import torch
 
 from ..modules.cross_attention import CachedCrossAttention, cross_attention_modules
+from ..modules.text import TEXT_CONDITION
 from ..modules.visual import VideoEncoder, VisualConfig
 
 VIDEO_CONDITION = "video"
@@ -33,11 +35,13 @@ class VideoBatch:
         global_frames: uint8 `[B, 3, Tg, H, W]` (or CLIP tokens `[B, Tg, P, D]`).
         local_lengths: `[B]` number of valid local frames per item (default: all T).
         local_times: `[B, T]` seconds of each local frame from the window start (default: k / local_fps).
+        descriptions: optional text per item, for models with a text conditioner (None: no text).
     """
     local_frames: torch.Tensor
     global_frames: torch.Tensor
     local_lengths: tp.Optional[torch.Tensor] = None
     local_times: tp.Optional[torch.Tensor] = None
+    descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None
 
     def __len__(self) -> int:
         return self.local_frames.shape[0]
@@ -46,8 +50,13 @@ class VideoBatch:
     def num_local_frames(self) -> int:
         return self.local_frames.shape[2 if self.local_frames.dtype == torch.uint8 else 1]
 
+    @property
+    def texts(self) -> tp.List[tp.Optional[str]]:
+        return list(self.descriptions) if self.descriptions is not None else [None] * len(self)
+
     def null(self) -> "VideoBatch":
-        """The classifier-free guidance null condition: all-black frames (uint8 zeros), same shapes and lengths."""
+        """The classifier-free guidance null condition: all-black frames (uint8 zeros) and no text, same shapes
+        and lengths."""
         if self.local_frames.dtype != torch.uint8:
             raise ValueError("the null video of a batch of CLIP tokens is the tokens of a black frame: build it "
                              "from frames")
@@ -60,8 +69,10 @@ class VideoBatch:
         lengths = [b.local_lengths if b.local_lengths is not None
                    else torch.full((len(b),), b.num_local_frames) for b in batches]
         times = [b.local_times for b in batches]
+        texts = [text for b in batches for text in b.texts]
         return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
-                          torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times))  # type: ignore
+                          torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times),  # type: ignore
+                          None if all(t is None for t in texts) else texts)
 
 
 def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: float = 1.0, top_k: int = 0,
@@ -108,8 +119,9 @@ class VidMuseLM(LMModel):
 
     def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
                  fuser: ConditionFuser, visual_config: VisualConfig, **kwargs):
-        if fuser.cond2fuse.get(VIDEO_CONDITION) != "cross":
-            raise ValueError("the fuser must fuse the 'video' condition by cross-attention")
+        for name in [VIDEO_CONDITION, *condition_provider.conditioners]:
+            if fuser.cond2fuse.get(name) != "cross":
+                raise ValueError(f"the fuser must fuse the '{name}' condition by cross-attention")
         kwargs["cross_attention"] = True
         factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
@@ -133,12 +145,19 @@ class VidMuseLM(LMModel):
             elif not enabled and isinstance(module, CachedCrossAttention):
                 module.restore()
 
-    def compute_video_condition(self, video: VideoBatch, with_null: bool = False) -> ConditionTensors:
-        """Video memory as AudioCraft condition tensors: `{'video': (memory [B, S, dim], mask [B, S])}`.
+    @property
+    def has_text_conditioner(self) -> bool:
+        return TEXT_CONDITION in self.condition_provider.conditioners
 
-        With `with_null`, the batch is `[cond, null]` (2B items, null = black frames), computed in one pass,
-        as classifier-free guidance needs it.
+    def compute_video_condition(self, video: VideoBatch, with_null: bool = False) -> ConditionTensors:
+        """Video memory (and text) as AudioCraft condition tensors: `{'video': (memory [B, S, dim], mask [B, S])}`
+        plus `'description': (embeddings [B, L, dim], mask [B, L])` for a model with a text conditioner.
+
+        With `with_null`, the batch is `[cond, null]` (2B items, null = black frames and no text), computed in
+        one pass, as classifier-free guidance needs it.
         """
+        if not self.has_text_conditioner and any(text is not None for text in video.texts):
+            raise ValueError("this model has no text conditioner: descriptions cannot be used")
         if with_null:
             video = VideoBatch.cat([video, video.null()])
         device = next(iter(self.parameters())).device
@@ -150,7 +169,12 @@ class VidMuseLM(LMModel):
         else:
             frame_valid = torch.arange(T, device=device)[None, :] < video.local_lengths.to(device)[:, None]
             mask = frame_valid.repeat_interleave(self.video_encoder.tokens_per_frame, dim=1)
-        return {VIDEO_CONDITION: (memory, mask)}
+        conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
+        if self.has_text_conditioner:
+            self.condition_provider.conditioners[TEXT_CONDITION].device = device  # where tokens are put
+            attributes = [ConditioningAttributes(text={TEXT_CONDITION: text}) for text in video.texts]
+            conditions.update(self.condition_provider(self.condition_provider.tokenize(attributes)))
+        return conditions
 
     def _cross_attention_mask(self, condition_tensors: ConditionTensors) -> tp.Optional[torch.Tensor]:
         """Key padding mask `[B, S]` of the concatenated cross-attention memory, None when nothing is padded."""
@@ -213,7 +237,8 @@ class VidMuseLM(LMModel):
             cfg_condition_tensors: precomputed `[cond, null]` condition tensors (2B items), e.g. from
                 `compute_video_condition(video, with_null=True)`, to reuse one memory across calls.
             generators: one `torch.Generator` per item for sampling (see `sample_next_token`).
-            Other arguments as `LMModel.generate`. Text attributes and two-step CFG are not supported.
+            Other arguments as `LMModel.generate`. Text comes with the video (`VideoBatch.descriptions`);
+            two-step CFG is not supported.
         """
         if (video is None) == (cfg_condition_tensors is None):
             raise ValueError("VidMuseLM.generate needs exactly one of `video` or `cfg_condition_tensors`")

@@ -17,7 +17,7 @@ from audiocraft.utils.autocast import TorchAutocast
 import torch
 from tqdm import tqdm
 
-from ..data.video import VideoFrames, load_video_frames, num_local_frames
+from ..data.video import VideoFrames, load_video_frames, num_local_frames, read_image, still_video_frames
 from .lm import VideoBatch, VidMuseLM
 from .loaders import load_compression_model, load_lm_model
 
@@ -139,6 +139,13 @@ class VidMuse(BaseGenModel):
         return load_video_frames(path, local_fps=config.local_fps, num_global_frames=config.num_global_frames,
                                  size=config.clip["image_size"], resize_mode=resize_mode)
 
+    def load_image(self, path: tp.Union[str, Path], duration: float, resize_mode: str = "squash") -> VideoFrames:
+        """An image as a still video of `duration` seconds (every local and global frame is the picture)."""
+        config = self.lm.visual_config
+        return still_video_frames(read_image(path), duration, local_fps=config.local_fps,
+                                  num_global_frames=config.num_global_frames, size=config.clip["image_size"],
+                                  resize_mode=resize_mode, path=str(path))
+
     def _seeds(self, seed: Seed, batch: int) -> tp.List[int]:
         if seed is None:
             # Drawn from (not written to) the global RNG, so torch.manual_seed makes runs repeatable.
@@ -157,7 +164,8 @@ class VidMuse(BaseGenModel):
 
     @torch.no_grad()
     def generate(self, videos: tp.Sequence[VideoInput], seed: Seed = None,  # type: ignore[override]
-                 progress: bool = False, return_tokens: bool = False
+                 progress: bool = False, return_tokens: bool = False,
+                 descriptions: tp.Optional[tp.Sequence[tp.Optional[str]]] = None
                  ) -> tp.Union[tp.List[torch.Tensor], tp.Tuple[tp.List[torch.Tensor], tp.List[torch.Tensor]]]:
         """Generate music for a batch of videos.
 
@@ -167,10 +175,14 @@ class VidMuse(BaseGenModel):
                 depends on its seed and its video only, not on the rest of the batch.
             progress: show a progress bar over decoding steps.
             return_tokens: also return the codes.
+            descriptions: a text per video steering the music with the picture (models with a text conditioner).
         Returns:
             One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`).
         """
         items = [self._check_frames(v) if isinstance(v, VideoFrames) else self.load_video(v) for v in videos]
+        texts = list(descriptions) if descriptions is not None else [None] * len(items)
+        if len(texts) != len(items):
+            raise ValueError(f"{len(texts)} descriptions for {len(items)} videos")
         if not items:
             return ([], []) if return_tokens else []
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in self._seeds(seed, len(items))]
@@ -196,6 +208,8 @@ class VidMuse(BaseGenModel):
             for window in range(num_windows):
                 active = [i for i, p in enumerate(plans) if window < len(p)]
                 batch = self._window_batch([items[i] for i in active], [plans[i][window] for i in active])
+                if any(texts[i] is not None for i in active):
+                    batch.descriptions = [texts[i] for i in active]
                 prompt = None
                 if window > 0:
                     prompt = torch.stack([last_codes[i][:, -plans[i][window].prompt_tokens:]  # type: ignore

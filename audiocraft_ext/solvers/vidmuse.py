@@ -40,15 +40,16 @@ Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
 
 def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_local: torch.Tensor,
                       null_glob: torch.Tensor, generator: tp.Optional[torch.Generator] = None
-                      ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+                      ) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Classifier-free guidance dropout on a batch: each item's local and global visuals (frames or tokens,
-    batch first) are replaced by the null video with probability `p`, independently per item."""
-    if p <= 0:
-        return local, glob
+    batch first) are replaced by the null video with probability `p`, independently per item. Returns the new
+    visuals and the bool `[B]` mask of dropped items (their text is dropped too)."""
     drop = torch.rand(local.shape[0], generator=generator, device=local.device) < p
+    if p <= 0:
+        return local, glob, drop
     shape = (-1,) + (1,) * (local.dim() - 1)
     return (torch.where(drop.view(shape), null_local, local),
-            torch.where(drop.view(shape), null_glob, glob))
+            torch.where(drop.view(shape), null_glob, glob), drop)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
@@ -160,21 +161,26 @@ class VidMuseSolver(MusicGenSolver):
             self._null_tokens = self.model.video_encoder.clip_tokens(black)[0].float()
         return self._null_tokens.to(like).expand_as(like[0])[None].expand_as(like)
 
-    def _video_batch(self, local: torch.Tensor, glob: torch.Tensor, dropout: bool) -> VideoBatch:
+    def _video_batch(self, batch: Batch, dropout: bool) -> VideoBatch:
+        """The condition of a batch; in training, CFG dropout nulls the video and the text of some items."""
+        _, local, glob, infos = batch
         local, glob = local.to(self.device), glob.to(self.device)
+        texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
         if dropout:
-            local, glob = cfg_dropout_video(local, glob, float(self.cfg.classifier_free_guidance.training_dropout),
-                                            self._null_visual(local), self._null_visual(glob))
-        return VideoBatch(local, glob)
+            local, glob, drop = cfg_dropout_video(local, glob, float(self.cfg.classifier_free_guidance.training_dropout),
+                                                  self._null_visual(local), self._null_visual(glob))
+            if texts is not None:
+                texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
+        return VideoBatch(local, glob, descriptions=texts)
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask."""
-        audio, local, glob, infos = batch
+        audio = batch[0]
         with torch.no_grad():
             audio_tokens, scale = self.compression_model.encode(audio.to(self.device))
             assert scale is None, "the LM needs a codec without scale"
-        video = self._video_batch(local, glob, dropout=self.model.training)
+        video = self._video_batch(batch, dropout=self.model.training)
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
         padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool)
@@ -186,8 +192,8 @@ class VidMuseSolver(MusicGenSolver):
                           remove_prompt: bool = False, **generation_params) -> dict:  # type: ignore[override]
         """Generate `gen_duration` seconds of music for each video of the batch (no audio prompt)."""
         start = time.time()
-        audio, local, glob, _ = batch
-        video = self._video_batch(local, glob, dropout=False)
+        audio = batch[0]
+        video = self._video_batch(batch, dropout=False)
         null = VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
         with self.autocast:
             conditions = self.model.compute_video_condition(VideoBatch.cat([video, null]))
