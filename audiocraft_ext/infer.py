@@ -102,8 +102,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     except ModelFilesMissing as err:
         logger.error("cannot load the model: %s", err)
         return 2
-    except ValueError as err:
-        logger.error("%s", err)
+    except Exception as err:  # not a VidMuse checkpoint, a corrupt file, shapes that do not match, ...
+        logger.error("cannot load the model from %s: %s: %s", args.model_path, err.__class__.__name__, err)
         return 2
     if settings.description and not model.lm.has_text_conditioner:
         logger.error("--description: this model has no text conditioner")

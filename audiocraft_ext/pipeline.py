@@ -120,14 +120,21 @@ def find_inputs(folder: Path, extensions: tp.Sequence[str] = VIDEO_EXTENSIONS,
 
 
 def output_paths(inputs: tp.Sequence[Path], output_dir: Path) -> tp.Dict[Path, OutputPaths]:
-    """Output names: `<stem>.*`, or `<name>.*` (extension kept) for inputs that share a stem."""
+    """Output names: `<stem>.*`, or `<name>.*` (extension kept) for inputs that share a stem; a name still
+    taken (e.g. `a.mov` and `a.mov.mkv` both giving `a.mov`) gets a counter, `a.mov-2.*`."""
     stems: tp.Dict[str, int] = {}
     for path in inputs:
         stems[path.stem] = stems.get(path.stem, 0) + 1
-    result = {}
+    result, used = {}, set()
     for path in inputs:
         base = path.stem if stems[path.stem] == 1 else path.name
-        result[path] = OutputPaths(output_dir / f"{base}.wav", output_dir / f"{base}.mp4", output_dir / f"{base}.json")
+        candidate, counter = base, 1
+        while candidate in used:
+            counter += 1
+            candidate = f"{base}-{counter}"
+        used.add(candidate)
+        result[path] = OutputPaths(output_dir / f"{candidate}.wav", output_dir / f"{candidate}.mp4",
+                                   output_dir / f"{candidate}.json")
     return result
 
 
@@ -186,7 +193,7 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
-                                cfg_coef=settings.cfg_coef)
+                                cfg_coef=settings.cfg_coef, extend_stride=model.extend_stride)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31 - 1)
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()
@@ -204,6 +211,10 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
                 batch.append(prepare_input(model, path, settings))
             except (VideoReadError, ValueError) as err:
                 summary.failed.append((path, getattr(err, "reason", str(err))))
+                bar.update(1)
+            except Exception as err:  # anything else odd about one file must not stop the others
+                logger.debug("reading %s failed", path, exc_info=True)
+                summary.failed.append((path, f"cannot read: {err.__class__.__name__}: {err}"))
                 bar.update(1)
         if not batch:
             continue

@@ -109,7 +109,8 @@ class MusicDemo:
                 progress((done, total), desc="Composing", unit="steps")
 
             self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
-                                             temperature=settings.temperature, cfg_coef=settings.cfg_coef)
+                                             temperature=settings.temperature, cfg_coef=settings.cfg_coef,
+                                             extend_stride=self.model.extend_stride)
             self.model.set_custom_progress_callback(on_step)
             try:
                 texts = [settings.description] if settings.description else None

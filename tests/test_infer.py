@@ -10,12 +10,13 @@ import av
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from audiocraft_ext.data.synthetic import Scene, Shape, write_image
 from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.infer import main
 
-from media import write_video
+from media import read_index, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 AAC_FRAME = 1024 / 48000
@@ -168,6 +169,26 @@ def test_shared_stems_keep_their_extension_and_max_duration_cuts(tiny_checkpoint
     for name in ("a.mp4", "a.mov"):
         assert soundfile.info(str(out / f"{name}.wav")).frames == 40000
         assert probe_video(out / f"{name}.mp4").duration == pytest.approx(1.3, abs=1e-3)  # whole frames
+        with av.open(str(out / f"{name}.mp4")) as container:  # the cut video decodes cleanly to its last frame
+            frames = list(container.decode(video=0))
+        assert [read_index(torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1)) for f in frames] \
+            == list(range(13))
+
+
+def test_output_names_never_collide(tmp_path):
+    from audiocraft_ext.pipeline import output_paths
+    inputs = [tmp_path / n for n in ("a.mp4", "a.mov", "a.mov.mkv", "b.mp4")]
+    names = [p.wav.name for p in output_paths(inputs, tmp_path).values()]
+    assert names == ["a.mp4.wav", "a.mov.wav", "a.mov-2.wav", "b.wav"]
+
+
+def test_a_checkpoint_that_is_not_vidmuse_exits_with_2(tmp_path):
+    import torch as torch_
+    (tmp_path / "model").mkdir()
+    torch_.save({"best_state": {"w": torch_.zeros(1)}, "xp.cfg": "transformer_lm: {num_heads: 2}\n"},
+                tmp_path / "model" / "state_dict.bin")
+    write_video(tmp_path / "a.mp4", 5, 10)
+    assert run_cli(tmp_path / "model", tmp_path, tmp_path / "out") == 2
 
 
 def test_refuses_output_folder_equal_to_input_and_missing_model(tiny_checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -151,3 +152,23 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(VideoReadError, match="truncated.mp4"):
         load_video_frames(truncated)
+
+
+def test_resolution_change_mid_stream(tmp_path):
+    """Two MPEG-TS segments of different sizes back to back: frames come out at one size."""
+    def segment(path, size, start):
+        with av.open(str(path), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"
+            for i in range(50):
+                frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 4 * i, np.uint8), format="rgb24")
+                frame.pts = start + i
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    segment(tmp_path / "a.ts", (64, 48), 0)
+    segment(tmp_path / "b.ts", (96, 64), 50)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    frames = load_video_frames(joined, num_global_frames=4)
+    assert frames.local_frames.shape[0] == 3 and frames.num_local_frames == 8

@@ -55,12 +55,13 @@ def test_music_is_exactly_as_long_as_the_video(model):
         assert torch.isfinite(wav).all() and wav.abs().max() > 0
 
 
-def test_batch_of_different_lengths_matches_each_video_alone(short_window_model):
-    durations = [4.3, 1.7, 3.1]  # 3, 1 and 2 windows
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_of_different_lengths_matches_each_video_alone(short_window_model, seed):
+    durations = [4.3, 0.7, 1.5, 3.1]  # 3, 1, 1 and 2 windows; different last-window lengths
     videos = [make_frames(d, i) for i, d in enumerate(durations)]
-    batch_audio, batch_tokens = short_window_model.generate(videos, seed=11, return_tokens=True)
+    batch_audio, batch_tokens = short_window_model.generate(videos, seed=seed, return_tokens=True)
     for video, audio, codes in zip(videos, batch_audio, batch_tokens):
-        alone_audio, alone_tokens = short_window_model.generate([video], seed=11, return_tokens=True)
+        alone_audio, alone_tokens = short_window_model.generate([video], seed=seed, return_tokens=True)
         assert torch.equal(codes, alone_tokens[0])
         torch.testing.assert_close(audio, alone_audio[0])
 

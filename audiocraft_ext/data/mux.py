@@ -98,7 +98,8 @@ def mux_music(video: tp.Union[str, Path], music: torch.Tensor, sample_rate: int,
         out: output mp4 path (written atomically).
         original_audio: `drop` the source's audio, `keep` it as a second track, or `mix` it under the music
             at `original_volume`.
-        duration: seconds of video to keep from its first frame (default: all of it).
+        duration: seconds of video to keep from its first frame (default: all of it; a shorter duration
+            re-encodes the video, which cannot be cut cleanly without decoding).
     """
     if original_audio not in ORIGINAL_AUDIO_MODES:
         raise ValueError(f"original_audio must be one of {ORIGINAL_AUDIO_MODES}, got {original_audio!r}")
@@ -108,7 +109,8 @@ def mux_music(video: tp.Union[str, Path], music: torch.Tensor, sample_rate: int,
     tracks = _audio_tracks(video, info, music, sample_rate, original_audio, original_volume, duration)
     with av.open(str(video)) as probe:
         codec = probe.streams.video[0].codec_context.name
-    copy = codec in MP4_VIDEO_CODECS
+    # A cut copy could keep B-frames whose later reference was dropped: cutting re-encodes.
+    copy = codec in MP4_VIDEO_CODECS and duration >= info.duration - 1e-6
     if copy:
         try:
             return _write(video, info, tracks, Path(out), duration, copy=True)
@@ -147,8 +149,6 @@ def _write(video: Path, info: VideoInfo, tracks: tp.List[torch.Tensor], out: Pat
                 for packet in src.demux(vin):
                     if packet.size == 0:
                         continue  # demuxer flush marker
-                    if packet.pts is not None and float(packet.pts * vin.time_base) >= end_time - 1e-6:
-                        continue  # past the kept duration (frames are cut at the end only)
                     stamp = packet.dts if packet.dts is not None else packet.pts  # mkv may leave dts unset
                     if stamp is not None:
                         mux_audio_until(float(stamp * vin.time_base))

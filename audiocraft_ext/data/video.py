@@ -279,7 +279,15 @@ def read_frames_at(path: tp.Union[str, Path], times: tp.Sequence[float],
         if picker.last is None:
             raise VideoReadError(path, "no decodable video frame")
         picker.finish()
-    return torch.stack(picker.frames), torch.from_numpy(picker.picked)
+    size = picker.frames[0].shape[1:]
+    frames = [f if f.shape[1:] == size else resize_to(f, size) for f in picker.frames]  # resolution changes
+    return torch.stack(frames), torch.from_numpy(picker.picked)
+
+
+def resize_to(frame: torch.Tensor, size: tp.Sequence[int]) -> torch.Tensor:
+    """uint8 `[C, H, W]` resized (bilinear) to `size` = (H, W)."""
+    resized = F.interpolate(frame[None].float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
 
 
 class _NearestFramePicker:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import typing as tp
 
 from audiocraft.models.lm import ConditionTensors, LMModel
-from audiocraft.modules.codebooks_patterns import CodebooksPatternProvider
+from audiocraft.modules.codebooks_patterns import CodebooksPatternProvider, Pattern
 from audiocraft.modules.conditioners import ConditionFuser, ConditioningAttributes, ConditioningProvider
 from audiocraft.modules.streaming import State
 from audiocraft.utils import utils
@@ -75,6 +75,16 @@ class VideoBatch:
                           None if all(t is None for t in texts) else texts)
 
 
+@dataclass
+class _GenerationState:
+    """What `VidMuseLM.generate` hands to its decoding steps."""
+    conditions: ConditionTensors  # [cond, null] condition tensors
+    generators: tp.Optional[tp.Sequence[torch.Generator]]
+    pattern: Pattern
+    lengths: tp.Optional[torch.Tensor]  # [B] timesteps per item
+    offset: int = 0  # pattern steps fed so far
+
+
 def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: float = 1.0, top_k: int = 0,
                       top_p: float = 0.0, generators: tp.Optional[tp.Sequence[torch.Generator]] = None
                       ) -> torch.Tensor:
@@ -126,8 +136,7 @@ class VidMuseLM(LMModel):
         factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
         self.video_encoder = VideoEncoder(visual_config, self.dim).to(**factory)
-        self._generation_conditions: tp.Optional[ConditionTensors] = None
-        self._generators: tp.Optional[tp.Sequence[torch.Generator]] = None
+        self._generation: tp.Optional[_GenerationState] = None
         self.set_cross_attention_cache(True)
 
     @property
@@ -213,13 +222,21 @@ class VidMuseLM(LMModel):
 
         The batch is `[cond, null]`; guided logits are `null + (cond - null) * cfg_coef` (as the release).
         """
-        assert self._generation_conditions is not None, "call generate()"
+        state = self._generation
+        assert state is not None, "call generate()"
         B = sequence.shape[0]
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
-        all_logits = self(torch.cat([sequence, sequence], dim=0), [], self._generation_conditions)
+        all_logits = self(torch.cat([sequence, sequence], dim=0), [], state.conditions)
         cond_logits, null_logits = all_logits.split(B, dim=0)
         logits = null_logits + (cond_logits - null_logits) * cfg_coef  # [B, K, S, card]
-        return sample_next_token(logits[:, :, -1], use_sampling, temp, top_k, top_p, self._generators)
+        tokens = sample_next_token(logits[:, :, -1], use_sampling, temp, top_k, top_p, state.generators)
+        state.offset += sequence.shape[-1]  # the pattern step these tokens fill
+        if state.lengths is not None and state.offset < len(state.pattern.layout):
+            # Past an item's own length its sequence holds the special token, as when it is generated alone:
+            # later codebooks of its last timesteps then see the same context at any batch composition.
+            for t, q in state.pattern.layout[state.offset]:
+                tokens[state.lengths <= t, q] = self.special_token_id
+        return tokens
 
     @torch.no_grad()
     def generate(self, prompt: tp.Optional[torch.Tensor] = None, conditions: tp.List = [],  # type: ignore[override]
@@ -228,7 +245,8 @@ class VidMuseLM(LMModel):
                  two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
                  callback: tp.Optional[tp.Callable[[int, int], None]] = None, *,
                  video: tp.Optional[VideoBatch] = None, cfg_condition_tensors: tp.Optional[ConditionTensors] = None,
-                 generators: tp.Optional[tp.Sequence[torch.Generator]] = None, **kwargs) -> torch.Tensor:
+                 generators: tp.Optional[tp.Sequence[torch.Generator]] = None,
+                 lengths: tp.Optional[tp.Sequence[int]] = None, **kwargs) -> torch.Tensor:
         """Generate codes `[B, K, max_gen_len]` for a batch of videos (AudioCraft's decoding loop).
 
         Args:
@@ -237,6 +255,8 @@ class VidMuseLM(LMModel):
             cfg_condition_tensors: precomputed `[cond, null]` condition tensors (2B items), e.g. from
                 `compute_video_condition(video, with_null=True)`, to reuse one memory across calls.
             generators: one `torch.Generator` per item for sampling (see `sample_next_token`).
+            lengths: timesteps each item needs (default: all `max_gen_len`); an item's codes then do not depend
+                on the longer items of the batch (its codes past its length are not meaningful).
             Other arguments as `LMModel.generate`. Text comes with the video (`VideoBatch.descriptions`);
             two-step CFG is not supported.
         """
@@ -248,13 +268,14 @@ class VidMuseLM(LMModel):
             assert video is not None
             cfg_condition_tensors = self.compute_video_condition(video, with_null=True)
         batch = cfg_condition_tensors[VIDEO_CONDITION][0].shape[0] // 2
-        self._generation_conditions = cfg_condition_tensors
-        self._generators = generators
+        device = cfg_condition_tensors[VIDEO_CONDITION][0].device
+        self._generation = _GenerationState(
+            cfg_condition_tensors, generators, self.pattern_provider.get_pattern(max_gen_len),
+            None if lengths is None else torch.tensor(list(lengths), device=device))
         try:
             return super().generate(prompt, [], num_samples=batch, max_gen_len=max_gen_len,
                                     use_sampling=use_sampling, temp=temp, top_k=top_k, top_p=top_p,
                                     cfg_coef=cfg_coef, two_step_cfg=False, remove_prompts=remove_prompts,
                                     check=check, callback=callback)
         finally:
-            self._generation_conditions = None
-            self._generators = None
+            self._generation = None

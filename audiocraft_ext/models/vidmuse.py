@@ -215,9 +215,10 @@ class VidMuse(BaseGenModel):
                     prompt = torch.stack([last_codes[i][:, -plans[i][window].prompt_tokens:]  # type: ignore
                                           for i in active])
                 with self.autocast:
+                    lengths = [plans[i][window].num_tokens for i in active]
                     codes = self.lm.generate(prompt, video=batch, generators=[generators[i] for i in active],
-                                             max_gen_len=max(plans[i][window].num_tokens for i in active),
-                                             callback=on_step, **self.generation_params)
+                                             max_gen_len=max(lengths), lengths=lengths, callback=on_step,
+                                             **self.generation_params)
                 for row, i in enumerate(active):
                     plan = plans[i][window]
                     item_codes = codes[row, :, :plan.num_tokens]

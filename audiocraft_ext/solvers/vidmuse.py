@@ -14,6 +14,7 @@ What changes from MusicGen's solver:
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
+import math
 from pathlib import Path
 import time
 import typing as tp
@@ -21,7 +22,7 @@ import typing as tp
 from audiocraft import models as audiocraft_models
 from audiocraft.solvers import builders
 from audiocraft.solvers.musicgen import MusicGenSolver
-from audiocraft.utils.utils import dict_from_config
+from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader
 import flashy
 import omegaconf
 import torch
@@ -82,8 +83,8 @@ class VidMuseSolver(MusicGenSolver):
         if self.cfg.fsdp.use:
             raise ValueError("FSDP is not supported for VidMuse training; use DDP (dora run -d)")
         self.register_ema("model")
-        params = [p for p in self.model.parameters() if p.requires_grad]  # CLIP is frozen
-        self.optimizer = builders.get_optimizer(params, self.cfg.optim)
+        groups = builders.get_optim_parameter_groups(self.model)  # honours emb_lr; frozen CLIP gets no grads
+        self.optimizer = builders.get_optimizer(groups, self.cfg.optim)
         self.lr_scheduler = builders.get_lr_scheduler(self.optimizer, self.cfg.schedule, self.total_updates)
         self.register_stateful("model", "optimizer", "lr_scheduler")
         self.register_best_state("model")
@@ -142,7 +143,7 @@ class VidMuseSolver(MusicGenSolver):
                              int(self.cfg.video.train_global_frames), visual.clip["image_size"],
                              self.cfg.video.resize_mode)
         for loader in self.dataloaders.values():
-            dataset = loader.dataset
+            dataset = get_dataset_from_loader(loader)  # not the Subset a distributed loader wraps it in
             if flashy.distrib.is_rank_zero():
                 computed = cache.build([m.video_path for m in dataset.meta], encoder.clip_tokens)
                 if computed:
@@ -184,6 +185,12 @@ class VidMuseSolver(MusicGenSolver):
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
         padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool)
+        if self.cfg.tokens.padding_with_special_token:  # tokens of the zero padding past the audio's end
+            audio_tokens = audio_tokens.clone()
+            for i, info in enumerate(batch[3]):
+                valid = math.floor(info.n_frames / info.sample_rate * self.compression_model.frame_rate)
+                audio_tokens[i, :, valid:] = self.model.special_token_id
+                padding_mask[i, :, valid:] = False
         return condition_tensors, audio_tokens, padding_mask
 
     # ----------------------------------------------------------- generation
@@ -212,10 +219,10 @@ class VidMuseSolver(MusicGenSolver):
         folder = Path(self.xp.folder) / self.cfg.generate.path / f"epoch_{self.epoch:04d}"
         loader = self.dataloaders["generate"]
         lp = self.log_progress(self.current_stage, loader, total=len(loader), updates=self.log_updates)
-        duration = self.cfg.generate.lm.gen_duration or loader.dataset.segment_duration
+        duration = self.cfg.generate.lm.gen_duration or get_dataset_from_loader(loader).segment_duration
         average = flashy.averager()
         metrics: dict = {}
-        index = flashy.distrib.rank() * len(loader.dataset)
+        index = flashy.distrib.rank() * len(get_dataset_from_loader(loader))
         for batch in lp:
             infos = batch[3]
             outputs = self.run_generate_step(batch, gen_duration=duration)
