@@ -3,6 +3,7 @@
     python -m audiocraft_ext.export --sig 1188fb8b --out ./model
     python -m audiocraft_ext.export --checkpoint output/vidmuse/xps/1188fb8b/checkpoint.th --out ./model \
         --compression facebook/encodec_32khz
+    python -m audiocraft_ext.export --sig 1188fb8b --out ./model --compression output/vidmuse/xps/<codec sig>/checkpoint.th
 """
 
 import argparse
@@ -23,7 +24,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output checkpoint folder")
     parser.add_argument("--compression", default=None,
                         help="codec to ship instead of the run's compression_model_checkpoint (a name for a "
-                             "pointer, e.g. facebook/encodec_32khz, or a compression_state_dict.bin)")
+                             "pointer, e.g. facebook/encodec_32khz, a compression_state_dict.bin, or the "
+                             "checkpoint.th of a codec training run)")
     parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

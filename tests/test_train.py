@@ -179,3 +179,28 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert "keep their initialisation" not in log.read_text()
     tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
     assert tuned[0]["train"]["ce"] < train_ce[0] - 0.5
+
+
+def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
+    """The codec trains with AudioCraft's compression solver through train.sh; the LM then trains on its tokens,
+    and the export ships the codec's weights."""
+    dora = tmp_path / "dora"
+    data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
+    log = tmp_path / "codec.log"
+    assert _train(["solver=compression/debug", *data], dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))
+    assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
+    log = tmp_path / "lm.log"
+    lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",
+               f"compression_model_checkpoint={codec_checkpoint}"]
+    assert _train(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
+    out = tmp_path / "model"
+    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(lm_checkpoint),
+                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = VidMuse.get_pretrained(out, device="cpu")
+    trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
+    for key, value in model.compression_model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    assert model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)[0].shape == (1, 5 * 32000)

@@ -203,7 +203,8 @@ def load_pretrained_compression_model(name: str, search_dir: tp.Optional[Path] =
 
 def load_compression_model(name_or_path: tp.Union[str, Path],
                            device: tp.Union[str, torch.device] = "cpu") -> CompressionModel:
-    """Load the compression model of a checkpoint folder (or a `compression_state_dict.bin` file, or a hub id)."""
+    """Load the compression model of a checkpoint folder (or a `compression_state_dict.bin` file, a codec
+    training `checkpoint.th`, or a hub id)."""
     path = Path(name_or_path)
     if path.is_dir():
         path = path / COMPRESSION_FILENAME
@@ -218,7 +219,10 @@ def load_compression_model(name_or_path: tp.Union[str, Path],
         cfg = OmegaConf.create(pkg["xp.cfg"])
         cfg.device = "cpu"
         model = audiocraft_builders.get_compression_model(cfg)
-        model.load_state_dict(pkg["best_state"])
+        state = pkg["best_state"]
+        if isinstance(state.get("model"), dict):  # a codec training checkpoint (checkpoint.th), not an export
+            state = state["model"]
+        model.load_state_dict(state)
     return model.to(device).eval()
 
 

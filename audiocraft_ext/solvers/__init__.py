@@ -1,11 +1,13 @@
-"""Solvers: VidMuse training, dispatched next to AudioCraft's own solvers."""
+"""Solvers: VidMuse training, and AudioCraft's compression solver for the codec, with safe checkpoints."""
 import omegaconf
 
 
 def get_solver(cfg: omegaconf.DictConfig):
-    """The solver named by `cfg.solver`: `vidmuse` here, any other name from AudioCraft (e.g. `compression`)."""
+    """The solver named by `cfg.solver`: `vidmuse`, or `compression` (AudioCraft's EnCodec solver)."""
     if cfg.solver == "vidmuse":
         from .vidmuse import VidMuseSolver
         return VidMuseSolver(cfg)
-    from audiocraft.solvers.builders import get_solver as get_audiocraft_solver
-    return get_audiocraft_solver(cfg)
+    if cfg.solver == "compression":
+        from .codec import CodecSolver
+        return CodecSolver(cfg)
+    raise ValueError(f"unknown solver {cfg.solver!r}: vidmuse or compression")

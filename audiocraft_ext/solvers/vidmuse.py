@@ -27,6 +27,7 @@ import flashy
 import omegaconf
 import torch
 
+from .checkpoints import SafeCheckpointMixin
 from ..data.audio import normalize_music, write_wav
 from ..data.mux import mux_music
 from ..data.feature_cache import FeatureCache, module_fingerprint
@@ -66,7 +67,7 @@ def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
     lm.video_encoder.visual_encoder_model.load_state_dict(pretrained.state_dict())
 
 
-class VidMuseSolver(MusicGenSolver):
+class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     """Solver for VidMuse training (see the module docstring)."""
 
     def build_model(self) -> None:
@@ -250,16 +251,6 @@ class VidMuseSolver(MusicGenSolver):
         return {}
 
     # --------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict:
-        """AudioCraft's checkpoint state made of plain containers and tensors only, so that checkpoints load with
-        `torch.load(weights_only=True)`: the config (write-only in checkpoints) as a plain dict, the EMA's
-        defaultdict as a dict (neither a DictConfig nor a defaultdict can be unpickled safely)."""
-        state = super().state_dict()
-        state["xp.cfg"] = omegaconf.OmegaConf.to_container(state["xp.cfg"], resolve=False)
-        if state.get("ema") is not None:
-            state["ema"] = {**state["ema"], "state": dict(state["ema"]["state"])}
-        return state
-
     def load_from_pretrained(self, name: str) -> dict:
         """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (folder, file or hub id), else an AudioCraft
         MusicGen checkpoint. Only the weights the source has are loaded; the rest keep their initialisation."""

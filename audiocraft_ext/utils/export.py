@@ -54,18 +54,27 @@ def export_compression_model(model: nn.Module, cfg: DictConfig, out_file: tp.Uni
                              out_file)
 
 
+def export_codec_checkpoint(checkpoint: tp.Union[str, Path], out_file: tp.Union[str, Path]) -> Path:
+    """Export a codec training checkpoint (`checkpoint.th` of a `solver=compression` XP, best state) as a
+    `compression_state_dict.bin` with weights; an already exported file is copied as it is."""
+    pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if pkg.get("exported"):
+        return atomic_torch_save(pkg, out_file)
+    cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(pkg["xp.cfg"]), resolve=True))
+    return atomic_torch_save(_package(pkg["best_state"]["model"], cfg), out_file)
+
+
 def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
                          compression: tp.Optional[str] = None) -> Path:
     """Export a training checkpoint (`checkpoint.th` of a Dora XP) into a folder `VidMuse.get_pretrained` loads.
 
     The LM weights are the checkpoint's best state (evaluated with EMA when EMA is on), not the live weights the
     release exported. The codec is `compression` or the XP's `compression_model_checkpoint`: a name such as
-    `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file is copied, and a codec
-    built from the config is saved with its weights.
+    `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file (exported, or a codec
+    training checkpoint) is saved with its weights, and a codec built from the config too.
     """
     from ..models.builders import get_visual_config
-    from ..models.loaders import (COMPRESSION_FILENAME as SOURCE_CODEC, load_compression_model_from_cfg,
-                                  load_package)
+    from ..models.loaders import COMPRESSION_FILENAME as SOURCE_CODEC, load_compression_model_from_cfg
 
     out_dir = Path(out_dir)
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -91,7 +100,7 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     if path.is_dir():
         path = path / SOURCE_CODEC
     if path.is_file():
-        atomic_torch_save(load_package(path), codec_out)
+        export_codec_checkpoint(path, codec_out)
     else:
         export_pretrained_compression_model(name, codec_out)
     return out_dir
