@@ -3,9 +3,7 @@
 from pathlib import Path
 import shutil
 import socket
-import threading
 
-import av
 import gradio as gr
 import numpy as np
 import pytest

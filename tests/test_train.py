@@ -129,6 +129,14 @@ def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
                             env=env, cwd=ROOT, start_new_session=True)
 
 
+def _export(checkpoint: Path, out: Path) -> VidMuse:
+    """Export a training checkpoint with the export CLI and load the result."""
+    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(checkpoint),
+                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return VidMuse.get_pretrained(out, device="cpu")
+
+
 def test_train_resume_export_with_train_sh(manifest, tmp_path):
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
@@ -161,10 +169,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert list((checkpoint.parent / "samples" / "epoch_0004").glob("*.wav"))
 
     out = tmp_path / "exported"
-    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(checkpoint),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    model = VidMuse.get_pretrained(out, device="cpu")
+    model = _export(checkpoint, out)
     best = torch.load(checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.lm.state_dict().items():
         assert torch.equal(value, best[key]), key
@@ -195,11 +200,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
                f"compression_model_checkpoint={codec_checkpoint}"]
     assert _train(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
-    out = tmp_path / "model"
-    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(lm_checkpoint),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    model = VidMuse.get_pretrained(out, device="cpu")
+    model = _export(lm_checkpoint, tmp_path / "model")
     trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.compression_model.state_dict().items():
         assert torch.equal(value, trained[key]), key

@@ -24,7 +24,6 @@ from audiocraft.solvers import builders
 from audiocraft.solvers.musicgen import MusicGenSolver
 from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader
 import flashy
-import omegaconf
 import torch
 
 from .checkpoints import SafeCheckpointMixin
