@@ -23,8 +23,8 @@ from tqdm import tqdm
 from . import __version__
 from .data.audio import normalize_music, write_wav
 from .data.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
-from .data.video import (IMAGE_EXTENSIONS, VideoFrames, VideoReadError, load_video_frames, probe_video,
-                         read_image, still_video_frames)
+from .data.video import (IMAGE_EXTENSIONS, VideoFrames, VideoInfo, VideoReadError, load_video_frames,
+                         probe_video, read_image, still_video_frames)
 from .models.vidmuse import VidMuse
 from .utils.atomic import atomic_output
 
@@ -88,6 +88,7 @@ class PreparedInput:
     frames: VideoFrames
     duration: float
     image: tp.Optional[torch.Tensor] = None  # set for still images
+    info: tp.Optional[VideoInfo] = None  # set for videos
 
     @property
     def is_image(self) -> bool:
@@ -159,8 +160,8 @@ def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> P
         return PreparedInput(path, frames, duration, image)
     info = probe_video(path)
     duration = info.duration if settings.max_duration is None else min(info.duration, settings.max_duration)
-    frames = load_video_frames(path, duration=duration, **common)  # type: ignore[arg-type]
-    return PreparedInput(path, frames, duration)
+    frames = load_video_frames(path, duration=duration, info=info, **common)  # type: ignore[arg-type]
+    return PreparedInput(path, frames, duration, info=info)
 
 
 def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, paths: OutputPaths,
@@ -172,7 +173,7 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
         write_still_video(item.image, music, model.sample_rate, paths.mp4, item.duration)
     else:
         mux_music(item.path, music, model.sample_rate, paths.mp4, original_audio=settings.original_audio,
-                  original_volume=settings.original_volume, duration=item.duration)
+                  original_volume=settings.original_volume, duration=item.duration, info=item.info)
     sidecar = {
         "input": str(item.path), "kind": "image" if item.is_image else "video", "duration": item.duration,
         "sample_rate": model.sample_rate, "outputs": {"wav": paths.wav.name, "mp4": paths.mp4.name},

@@ -89,7 +89,7 @@ def _even(value: int) -> int:
 
 def mux_music(video: tp.Union[str, Path], music: torch.Tensor, sample_rate: int, out: tp.Union[str, Path],
               original_audio: str = "drop", original_volume: float = 0.5,
-              duration: tp.Optional[float] = None) -> MuxResult:
+              duration: tp.Optional[float] = None, info: tp.Optional[VideoInfo] = None) -> MuxResult:
     """Write `out` (mp4): the video stream of `video` with `music` `[C, N]` as a 48 kHz AAC track.
 
     Args:
@@ -100,11 +100,12 @@ def mux_music(video: tp.Union[str, Path], music: torch.Tensor, sample_rate: int,
             at `original_volume`.
         duration: seconds of video to keep from its first frame (default: all of it; a shorter duration
             re-encodes the video, which cannot be cut cleanly without decoding).
+        info: the video's `probe_video` result when the caller has it already.
     """
     if original_audio not in ORIGINAL_AUDIO_MODES:
         raise ValueError(f"original_audio must be one of {ORIGINAL_AUDIO_MODES}, got {original_audio!r}")
     video = Path(video)
-    info = probe_video(video)
+    info = info or probe_video(video)
     duration = info.duration if duration is None else min(duration, info.duration)
     tracks = _audio_tracks(video, info, music, sample_rate, original_audio, original_volume, duration)
     with av.open(str(video)) as probe:

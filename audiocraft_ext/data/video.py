@@ -357,7 +357,7 @@ def global_frame_times(video_duration: float, num_frames: int, fps: float) -> np
 
 def load_video_frames(path: tp.Union[str, Path], start: float = 0.0, duration: tp.Optional[float] = None,
                       local_fps: float = 2.0, num_global_frames: int = 32, size: int = FRAME_SIZE,
-                      resize_mode: str = "squash") -> VideoFrames:
+                      resize_mode: str = "squash", info: tp.Optional[VideoInfo] = None) -> VideoFrames:
     """Read the local and global frames of a video.
 
     Args:
@@ -369,11 +369,12 @@ def load_video_frames(path: tp.Union[str, Path], start: float = 0.0, duration: t
         num_global_frames: frames spread over the whole video (32 at inference as released, 64 in its training).
         size: output frame side.
         resize_mode: `squash` (as the official weights were trained) or `center_crop`.
+        info: the video's `probe_video` result when the caller has it already.
     Returns:
         `VideoFrames` with local frames `[3, ceil(duration * local_fps), size, size]` and global frames
         `[3, num_global_frames, size, size]`.
     """
-    info = probe_video(path)
+    info = info or probe_video(path)
     if duration is None:
         duration = info.duration - start
     if start < 0 or duration <= 0:
