@@ -151,8 +151,9 @@ def write_training_examples(folder: tp.Union[str, Path], count: int = 4, duratio
     """Example training pairs: videos whose own audio track is the music (a melody per video)."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
-    return [write_scenes(folder / f"pair_{i:02d}.mp4", [random_scene(rng, duration / 2), random_scene(rng, duration / 2)],
-                         15, (160, 96), audio=melody(duration, seed=seed + i)) for i in range(count)]
+    half = duration / 2
+    return [write_scenes(folder / f"pair_{i:02d}.mp4", [random_scene(rng, half), random_scene(rng, half)], 15,
+                         (160, 96), audio=melody(duration, seed=seed + i)) for i in range(count)]
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None):

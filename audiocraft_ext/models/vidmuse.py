@@ -159,7 +159,8 @@ class VidMuse(BaseGenModel):
     def _check_frames(self, frames: VideoFrames) -> VideoFrames:
         local_fps = self.lm.visual_config.local_fps
         if abs(frames.local_fps - local_fps) > 1e-6:
-            raise ValueError(f"{frames.path or 'video'}: local frames at {frames.local_fps} fps, model uses {local_fps}")
+            raise ValueError(f"{frames.path or 'video'}: local frames at {frames.local_fps} fps, "
+                             f"the model uses {local_fps}")
         return frames
 
     @torch.no_grad()

@@ -60,7 +60,8 @@ def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
         pretrained = CLIPVisionModelWithProjection.from_pretrained(name)
     except OSError as err:
         raise ModelFilesMissing(
-            f"CLIP weights '{name}' not found locally and the Hugging Face hub is unreachable ({err.__class__.__name__}). "
+            f"CLIP weights '{name}' not found locally and the Hugging Face hub is unreachable "
+            f"({err.__class__.__name__}). "
             f"Download them (`huggingface-cli download {name}`), or set video.clip_pretrained=null to start from "
             "random CLIP weights, or continue_from a VidMuse checkpoint (it holds CLIP).") from None
     lm.video_encoder.visual_encoder_model.load_state_dict(pretrained.state_dict())
@@ -168,8 +169,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         local, glob = local.to(self.device), glob.to(self.device)
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
         if dropout:
-            local, glob, drop = cfg_dropout_video(local, glob, float(self.cfg.classifier_free_guidance.training_dropout),
-                                                  self._null_visual(local), self._null_visual(glob))
+            p = float(self.cfg.classifier_free_guidance.training_dropout)
+            local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
             if texts is not None:
                 texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
         return VideoBatch(local, glob, descriptions=texts)
