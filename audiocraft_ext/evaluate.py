@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 import sys
+import tempfile
 import typing as tp
 import warnings
 
@@ -32,9 +33,11 @@ class MissingMetricWeights(RuntimeError):
 
 def retrieval_metrics(scores: torch.Tensor) -> tp.Dict[str, float]:
     """R@1, R@5 and mean reciprocal rank from a score matrix `[N videos, N tracks]` whose diagonal holds each
-    video's own track (higher score = better match)."""
+    video's own track (higher score = better match). Ties count against the video (an uninformative, constant
+    score gets rank N, not 1), and NaN scores rank last."""
+    scores = scores.nan_to_num(nan=float("-inf"))
     own = scores.diagonal()[:, None]
-    ranks = 1 + (scores > own).sum(dim=1).float()  # ties count in the video's favour
+    ranks = (scores >= own).sum(dim=1).float()  # the own track included: ties rank it last among them
     return {"R@1": float((ranks <= 1).float().mean()), "R@5": float((ranks <= 5).float().mean()),
             "MRR": float((1 / ranks).mean()), "pairs": int(scores.shape[0]), "chance_R@1": 1 / scores.shape[0]}
 
@@ -44,7 +47,8 @@ def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8) 
     from .data.video_dataset import load_video_audio_meta
     from .recommend import TrackTokenCache, load_query, score_tracks
     metas = load_video_audio_meta(manifest)
-    cache = TrackTokenCache(model, Path(manifest) / ".audiocraft_ext_tokens")
+    folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
+    cache = TrackTokenCache(model, folder / ".audiocraft_ext_tokens")
     tokens = [cache.tokens(Path(m.path)) for m in metas]
     rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size)
             for m in metas]
@@ -160,7 +164,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
             if args.kld:
                 results["kld"] = kld_metric(pairs)
             if args.fad_vggish or args.fad_bin:
-                results["fad"] = fad_metric(pairs, args.fad_vggish, args.fad_bin, args.out.parent)
+                with tempfile.TemporaryDirectory() as workdir:  # AudioCraft's FAD reads every wav it finds there
+                    results["fad"] = fad_metric(pairs, args.fad_vggish, args.fad_bin, Path(workdir))
             if args.clap_checkpoint:
                 results["clap"] = clap_metric(pairs, args.clap_checkpoint)
         if args.retrieval or args.synthetic:

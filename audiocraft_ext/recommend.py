@@ -24,7 +24,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .data.feature_cache import module_fingerprint
-from .data.video import VideoFrames, VideoReadError, load_video_frames, read_image, still_video_frames
+from .data.video import (VideoFrames, VideoReadError, load_video_frames, num_local_frames, read_image,
+                         still_video_frames)
 from .models.lm import VideoBatch
 from .models.loaders import ModelFilesMissing
 from .models.vidmuse import VidMuse
@@ -79,15 +80,15 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
     on the first `window` seconds (or less: the video's or the track's length)."""
     rate = model.frame_rate
     video_tokens = int(min(window, frames.duration) * rate)
-    frame_count = max(1, round(video_tokens / rate * frames.local_fps))
-    local = frames.local_window(0, frame_count)
-    video = VideoBatch(local[None], frames.global_frames[None])
-    null = video.null()
     scores: tp.List[tp.Optional[float]] = [None] * len(tracks)
     by_length: tp.Dict[int, tp.List[int]] = {}
     for index, codes in enumerate(tracks):
         by_length.setdefault(min(video_tokens, codes.shape[-1]), []).append(index)
     for length, indices in by_length.items():
+        # the frames of the span the scored music covers, as generation would pair them
+        local = frames.local_window(0, num_local_frames(length / rate, frames.local_fps))
+        video = VideoBatch(local[None], frames.global_frames[None])
+        null = video.null()
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             codes = torch.stack([tracks[i][:, :length] for i in chunk])

@@ -18,6 +18,9 @@ def test_retrieval_metrics_on_a_known_matrix():
     metrics = retrieval_metrics(scores)
     assert metrics["R@1"] == pytest.approx(1 / 3) and metrics["R@5"] == 1.0
     assert metrics["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    constant = retrieval_metrics(torch.zeros(4, 4))  # an uninformative score is not a perfect one
+    assert constant["R@1"] == 0.0 and constant["MRR"] == pytest.approx(0.25)
+    assert retrieval_metrics(torch.tensor([[float("nan"), 0.0], [0.0, 1.0]]))["R@1"] == 0.5
 
 
 @pytest.fixture()

@@ -48,7 +48,7 @@ def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path
     frames = load_query(model, write_video(tmp_path / "v.mp4", 40, 10), None, 2.0)
     tokens = TrackTokenCache(model, tmp_path / "cache").tokens(library / "low.wav")
     codes = tokens[None, :, :100]
-    video = VideoBatch(frames.local_window(0, 4)[None], frames.global_frames[None])
+    video = VideoBatch(frames.local_window(0, 4)[None], frames.global_frames[None])  # 100 tokens = 2 s = 4 frames
     expected = (mean_log_likelihood(model, codes, model.lm.compute_video_condition(video))
                 - mean_log_likelihood(model, codes, model.lm.compute_video_condition(video.null())))
     assert score_tracks(model, frames, [tokens], window=2.0)[0] == pytest.approx(float(expected), abs=1e-5)

@@ -38,7 +38,8 @@ def get_condition_provider(cfg: omegaconf.DictConfig, output_dim: int) -> Condit
     if not text_cfg or not text_cfg.use:
         return ConditioningProvider({})
     try:
-        return ConditioningProvider({TEXT_CONDITION: get_text_conditioner(text_cfg, output_dim)})
+        with torch.device("cpu"):  # a hub T5 is loaded with its weights even when the LM is built on `meta`
+            return ConditioningProvider({TEXT_CONDITION: get_text_conditioner(text_cfg, output_dim)})
     except OSError as err:
         raise OSError(f"text conditioner '{text_cfg.name}' not found locally and the Hugging Face hub is "
                       f"unreachable ({err.__class__.__name__}); download it (`huggingface-cli download "

@@ -180,7 +180,11 @@ class VidMuseLM(LMModel):
             mask = frame_valid.repeat_interleave(self.video_encoder.tokens_per_frame, dim=1)
         conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
         if self.has_text_conditioner:
-            self.condition_provider.conditioners[TEXT_CONDITION].device = device  # where tokens are put
+            conditioner = self.condition_provider.conditioners[TEXT_CONDITION]
+            conditioner.device = device  # where tokens are put
+            frozen_t5 = conditioner.__dict__.get("t5")  # AudioCraft keeps a frozen hub T5 out of the module tree
+            if frozen_t5 is not None:
+                frozen_t5.to(device)
             attributes = [ConditioningAttributes(text={TEXT_CONDITION: text}) for text in video.texts]
             conditions.update(self.condition_provider(self.condition_provider.tokenize(attributes)))
         return conditions

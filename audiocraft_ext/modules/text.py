@@ -29,7 +29,7 @@ class ConfigT5Conditioner(T5Conditioner):
     def __init__(self, t5_config: tp.Dict[str, tp.Any], output_dim: int, finetune: bool = False,
                  device: str = "cpu", word_dropout: float = 0.0, normalize_text: bool = False):
         tokenizer = ByT5Tokenizer()
-        config = T5Config(**{"vocab_size": len(tokenizer), **t5_config})
+        config = T5Config(**{"vocab_size": len(tokenizer), "dropout_rate": 0.0, **t5_config})
         TextConditioner.__init__(self, config.d_model, output_dim)
         self.device = device
         self.name = "config"
@@ -45,6 +45,11 @@ class ConfigT5Conditioner(T5Conditioner):
         # have no alias (AudioCraft's EMA tracks parameters once and reloads them strictly).
         del self.t5.shared
         self.t5.requires_grad_(finetune)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.t5.train(mode and self.finetune)  # a frozen T5 stays in eval mode (no dropout) while the LM trains
+        return self
 
 
 def get_text_conditioner(cfg: omegaconf.DictConfig, output_dim: int, device: str = "cpu") -> TextConditioner:

@@ -21,7 +21,7 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
         self.model.eval()
         folder = Path(self.xp.folder) / self.cfg.generate.path / f"epoch_{self.epoch:04d}"
         loader = self.dataloaders["generate"]
-        index = 0
+        index = flashy.distrib.rank() * len(loader) * loader.batch_size  # distinct names on every worker
         for batch in self.log_progress(str(self.current_stage), loader, total=len(loader), updates=self.log_updates):
             reference = batch[0] if isinstance(batch, (tuple, list)) else batch
             with torch.no_grad():

@@ -18,6 +18,7 @@ import typing as tp
 import warnings
 
 from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_utils import convert_audio
 from audiocraft.losses import MelSpectrogramL1Loss, SISNR
 import torch
 
@@ -60,17 +61,18 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
     """Generate for each clip and measure; returns per-clip rows and the summary correlations."""
     rows = load_attributes(corpus)[:limit]
     references = []
-    for row in rows:
+    for index, row in enumerate(rows):
         wav, sr = audio_read(row["path"])
-        references.append(wav.mean(0, keepdim=True))
+        references.append(convert_audio(wav, sr, model.sample_rate, model.audio_channels))
         row["reference"] = music_attributes(wav.mean(0).numpy(), sr)
         frames = model.load_video(row["video_path"])
-        generated = model.generate([frames], seed=seed)[0]
+        generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
-        if null_ablation:
+        if null_ablation:  # the same draws without the picture: what is left of the correlations
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
-            row["null"] = music_attributes(model.generate([null], seed=seed)[0][0].numpy(), model.sample_rate)
+            null_music = model.generate([null], seed=seed + index)[0]
+            row["null"] = music_attributes(null_music[0].numpy(), model.sample_rate)
     summary = {"clips": len(rows), "reference": correlations(rows, "reference"),
                "generated": correlations(rows, "generated"),
                "codec": codec_reconstruction(model, references)}
