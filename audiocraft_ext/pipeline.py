@@ -23,8 +23,7 @@ from tqdm import tqdm
 from . import __version__
 from .data.audio import normalize_music, write_wav
 from .data.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
-from .data.video import (IMAGE_EXTENSIONS, VideoFrames, VideoInfo, VideoReadError, load_video_frames,
-                         probe_video, read_image, still_video_frames)
+from .data.video import IMAGE_EXTENSIONS, VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
 from .models.vidmuse import VidMuse
 from .utils.atomic import atomic_output
 
@@ -150,17 +149,13 @@ def file_checksum(path: Path, chunk: int = 1 << 24) -> str:
 
 def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> PreparedInput:
     """Read a video's frames (or an image as a still video) for `model`. Raises `VideoReadError`."""
-    visual = model.lm.visual_config
-    common = dict(local_fps=visual.local_fps, num_global_frames=visual.num_global_frames,
-                  size=visual.clip["image_size"], resize_mode=settings.resize_mode)
     if is_image(path):
         image = read_image(path)
-        duration = settings.image_duration
-        frames = still_video_frames(image, duration, path=str(path), **common)  # type: ignore[arg-type]
-        return PreparedInput(path, frames, duration, image)
+        frames = model.image_frames(image, settings.image_duration, settings.resize_mode, str(path))
+        return PreparedInput(path, frames, settings.image_duration, image)
     info = probe_video(path)
     duration = info.duration if settings.max_duration is None else min(info.duration, settings.max_duration)
-    frames = load_video_frames(path, duration=duration, info=info, **common)  # type: ignore[arg-type]
+    frames = model.load_video(path, settings.resize_mode, duration, info)
     return PreparedInput(path, frames, duration, info=info)
 
 

@@ -24,8 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .data.feature_cache import module_fingerprint
-from .data.video import (VideoFrames, VideoReadError, load_video_frames, num_local_frames, read_image,
-                         still_video_frames)
+from .data.video import VideoFrames, VideoReadError, num_local_frames
 from .models.lm import VideoBatch
 from .models.loaders import ModelFilesMissing
 from .models.vidmuse import VidMuse
@@ -103,13 +102,11 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
 
 
 def load_query(model: VidMuse, video: tp.Optional[Path], image: tp.Optional[Path], window: float) -> VideoFrames:
-    config = model.lm.visual_config
-    common = dict(local_fps=config.local_fps, num_global_frames=config.num_global_frames,
-                  size=config.clip["image_size"])
+    """The query's frames: the video, or the image as a still video of `window` seconds."""
     if image is not None:
-        return still_video_frames(read_image(image), window, path=str(image), **common)  # type: ignore[arg-type]
+        return model.load_image(image, window)
     assert video is not None
-    return load_video_frames(video, **common)  # type: ignore[arg-type]
+    return model.load_video(video)
 
 
 def recommend(model: VidMuse, library: Path, frames: VideoFrames, window: float = 10.0, batch_size: int = 8,

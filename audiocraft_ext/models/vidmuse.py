@@ -17,7 +17,8 @@ from audiocraft.utils.autocast import TorchAutocast
 import torch
 from tqdm import tqdm
 
-from ..data.video import VideoFrames, load_video_frames, num_local_frames, read_image, still_video_frames
+from ..data.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
+                          still_video_frames)
 from .lm import VideoBatch, VidMuseLM
 from .loaders import load_compression_model, load_lm_model
 
@@ -133,18 +134,26 @@ class VidMuse(BaseGenModel):
         self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
                                   "top_p": top_p, "cfg_coef": cfg_coef}
 
-    def load_video(self, path: tp.Union[str, Path], resize_mode: str = "squash") -> VideoFrames:
-        """Read a video's frames as this model samples them (local fps, global frame count, frame size)."""
+    def _frame_sampling(self, resize_mode: str) -> tp.Dict[str, tp.Any]:
+        """How this model samples frames: local fps, global frame count, frame size, resize mode."""
         config = self.lm.visual_config
-        return load_video_frames(path, local_fps=config.local_fps, num_global_frames=config.num_global_frames,
-                                 size=config.clip["image_size"], resize_mode=resize_mode)
+        return dict(local_fps=config.local_fps, num_global_frames=config.num_global_frames,
+                    size=config.clip["image_size"], resize_mode=resize_mode)
+
+    def load_video(self, path: tp.Union[str, Path], resize_mode: str = "squash", duration: tp.Optional[float] = None,
+                   info: tp.Optional[VideoInfo] = None) -> VideoFrames:
+        """Read a video's frames as this model samples them, for its first `duration` seconds (default: all);
+        `info` is its `probe_video` result when the caller has it."""
+        return load_video_frames(path, duration=duration, info=info, **self._frame_sampling(resize_mode))
+
+    def image_frames(self, image: torch.Tensor, duration: float, resize_mode: str = "squash",
+                     path: tp.Optional[str] = None) -> VideoFrames:
+        """An image uint8 `[3, H, W]` as a still video of `duration` seconds (every frame is the picture)."""
+        return still_video_frames(image, duration, path=path, **self._frame_sampling(resize_mode))
 
     def load_image(self, path: tp.Union[str, Path], duration: float, resize_mode: str = "squash") -> VideoFrames:
-        """An image as a still video of `duration` seconds (every local and global frame is the picture)."""
-        config = self.lm.visual_config
-        return still_video_frames(read_image(path), duration, local_fps=config.local_fps,
-                                  num_global_frames=config.num_global_frames, size=config.clip["image_size"],
-                                  resize_mode=resize_mode, path=str(path))
+        """An image file as a still video of `duration` seconds."""
+        return self.image_frames(read_image(path), duration, resize_mode, str(path))
 
     def _seeds(self, seed: Seed, batch: int) -> tp.List[int]:
         if seed is None:
