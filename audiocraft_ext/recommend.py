@@ -76,9 +76,10 @@ def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict) -
 def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.Tensor], window: float = 10.0,
                  batch_size: int = 8) -> tp.List[float]:
     """Scores of token sequences `[K, T]` for a video: log-likelihood given the video minus given the null video,
-    on the first `window` seconds (or less: the video's or the track's length)."""
+    on the first `window` seconds (or less: the video's or the track's length, or the model's generation window,
+    beyond which it was never trained)."""
     rate = model.frame_rate
-    video_tokens = int(min(window, frames.duration) * rate)
+    video_tokens = int(min(window, model.max_duration, frames.duration) * rate)
     scores: tp.List[tp.Optional[float]] = [None] * len(tracks)
     by_length: tp.Dict[int, tp.List[int]] = {}
     for index, codes in enumerate(tracks):

@@ -52,6 +52,8 @@ def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path
     expected = (mean_log_likelihood(model, codes, model.lm.compute_video_condition(video))
                 - mean_log_likelihood(model, codes, model.lm.compute_video_condition(video.null())))
     assert score_tracks(model, frames, [tokens], window=2.0)[0] == pytest.approx(float(expected), abs=1e-5)
+    one_second = VidMuse("1s-window", model.compression_model, model.lm, max_duration=1.0)
+    assert score_tracks(one_second, frames, [tokens], window=2.0) == score_tracks(model, frames, [tokens], window=1.0)
     many = [tokens, tokens[:, :60], tokens]
     assert score_tracks(model, frames, many, window=2.0, batch_size=1) == pytest.approx(
         score_tracks(model, frames, many, window=2.0, batch_size=8), abs=1e-5)

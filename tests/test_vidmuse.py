@@ -1,5 +1,6 @@
 """The `VidMuse` wrapper and the loaders: lengths, batches, windows, seeds, dtypes, checkpoint folders."""
 
+import copy
 import pickle
 import shutil
 
@@ -43,6 +44,14 @@ def test_export_round_trip_keeps_weights_and_visual_config(tiny_checkpoint, tiny
     original = tiny_lm.state_dict()
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, original[key]), key
+
+
+def test_generation_window_is_the_training_segment(model):
+    assert model.max_duration == 30.0  # the tiny config records no training segment: the release's window
+    lm = copy.copy(model.lm)
+    lm.cfg = OmegaConf.merge(model.lm.cfg, {"dataset": {"segment_duration": 5}})
+    trained = VidMuse("trained-on-5s", model.compression_model, lm)
+    assert trained.max_duration == 5.0 and trained.extend_stride == 4.5
 
 
 def test_music_is_exactly_as_long_as_the_video(model):

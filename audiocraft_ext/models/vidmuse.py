@@ -14,6 +14,7 @@ import typing as tp
 from audiocraft.models.encodec import CompressionModel
 from audiocraft.models.genmodel import BaseGenModel
 from audiocraft.utils.autocast import TorchAutocast
+from omegaconf import OmegaConf
 import torch
 from tqdm import tqdm
 
@@ -75,12 +76,18 @@ class VidMuse(BaseGenModel):
         name: model name or folder.
         compression_model: the audio codec (EnCodec 32 kHz for the release).
         lm: the `VidMuseLM`.
-        max_duration: length of a generation window in seconds (30, as the release was trained).
+        max_duration: length of a generation window in seconds; default: the window the LM was trained on
+            (`lm.cfg.dataset.segment_duration`, as AudioCraft's models; 30 s for the release), else 30.
         autocast_dtype: mixed precision on CUDA (`torch.float16` as the release, `torch.bfloat16`, or None).
     """
 
-    def __init__(self, name: str, compression_model: CompressionModel, lm: VidMuseLM, max_duration: float = 30.0,
+    def __init__(self, name: str, compression_model: CompressionModel, lm: VidMuseLM,
+                 max_duration: tp.Optional[float] = None,
                  autocast_dtype: tp.Optional[torch.dtype] = torch.float16):
+        if max_duration is None:
+            cfg = getattr(lm, "cfg", None)
+            trained = OmegaConf.select(cfg, "dataset.segment_duration") if cfg is not None else None
+            max_duration = float(trained or 30.0)
         super().__init__(name, compression_model, lm, max_duration)
         self.lm: VidMuseLM = lm
         self.autocast = TorchAutocast(enabled=self.device.type == "cuda" and autocast_dtype is not None,
