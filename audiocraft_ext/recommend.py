@@ -1,7 +1,8 @@
 """Which of my tracks fits this video? Rank the audio files of a folder for a video or an image.
 
 Score of a track = the model's mean log-likelihood of a window of the track's codec tokens given the video, minus
-the same given the null (black) video: how much the video explains the music. Tracks are encoded to tokens once
+the same given the null (black) video: how much the video explains the music (scored in chunks of the model's
+generation window). Tracks are encoded to tokens once
 and cached on disk (`<library>/.audiocraft_ext_tokens/`, refreshed when a file changes).
 
     python -m audiocraft_ext.recommend --library my_music --video clip.mp4 --top 5
@@ -76,30 +77,38 @@ def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict) -
 def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.Tensor], window: float = 10.0,
                  batch_size: int = 8) -> tp.List[float]:
     """Scores of token sequences `[K, T]` for a video: log-likelihood given the video minus given the null video,
-    on the first `window` seconds (or less: the video's or the track's length, or the model's generation window,
-    beyond which it was never trained)."""
+    per token, on the first `window` seconds (or less: the video's or the track's length).
+
+    A span longer than the model's generation window is scored in consecutive chunks of that window (the model
+    was never trained on longer ones), each with the local frames of its own span, as generation pairs them;
+    the chunks' scores are averaged, weighted by their length.
+    """
     rate = model.frame_rate
-    video_tokens = int(min(window, model.max_duration, frames.duration) * rate)
-    scores: tp.List[tp.Optional[float]] = [None] * len(tracks)
-    by_length: tp.Dict[int, tp.List[int]] = {}
+    scored_tokens = int(min(window, frames.duration) * rate)
+    chunk_tokens = int(model.max_duration * rate)
+    chunks: tp.Dict[tp.Tuple[int, int], tp.List[int]] = {}  # (start, length) -> tracks with that chunk
     for index, codes in enumerate(tracks):
-        by_length.setdefault(min(video_tokens, codes.shape[-1]), []).append(index)
-    for length, indices in by_length.items():
-        # the frames of the span the scored music covers, as generation would pair them
-        local = frames.local_window(0, num_local_frames(length / rate, frames.local_fps))
+        length = min(scored_tokens, codes.shape[-1])
+        for start in range(0, length, chunk_tokens):
+            chunks.setdefault((start, min(chunk_tokens, length - start)), []).append(index)
+    totals, weights = [0.0] * len(tracks), [0] * len(tracks)
+    for (start, length), indices in chunks.items():
+        local = frames.local_window(round(start / rate * frames.local_fps),
+                                    num_local_frames(length / rate, frames.local_fps))
         video = VideoBatch(local[None], frames.global_frames[None])
         null = video.null()
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            codes = torch.stack([tracks[i][:, :length] for i in chunk])
-            n = len(chunk)
+        for first in range(0, len(indices), batch_size):
+            batch = indices[first:first + batch_size]
+            codes = torch.stack([tracks[i][:, start:start + length] for i in batch])
+            n = len(batch)
             repeat = lambda b: VideoBatch(b.local_frames.expand(n, -1, -1, -1, -1),  # noqa: E731
                                           b.global_frames.expand(n, -1, -1, -1, -1))
             conditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(video)))
             unconditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(null)))
-            for i, value in zip(chunk, (conditional - unconditional).tolist()):
-                scores[i] = value
-    return [float(s) for s in scores]  # type: ignore[arg-type]
+            for i, value in zip(batch, (conditional - unconditional).tolist()):
+                totals[i] += value * length
+                weights[i] += length
+    return [total / weight for total, weight in zip(totals, weights)]
 
 
 def load_query(model: VidMuse, video: tp.Optional[Path], image: tp.Optional[Path], window: float) -> VideoFrames:

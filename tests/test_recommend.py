@@ -52,8 +52,17 @@ def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path
     expected = (mean_log_likelihood(model, codes, model.lm.compute_video_condition(video))
                 - mean_log_likelihood(model, codes, model.lm.compute_video_condition(video.null())))
     assert score_tracks(model, frames, [tokens], window=2.0)[0] == pytest.approx(float(expected), abs=1e-5)
+    # beyond the model's window: consecutive chunks, each with the frames of its span, averaged
     one_second = VidMuse("1s-window", model.compression_model, model.lm, max_duration=1.0)
-    assert score_tracks(one_second, frames, [tokens], window=2.0) == score_tracks(model, frames, [tokens], window=1.0)
+    chunk_scores = []
+    for start in (0, 50):
+        chunk = VideoBatch(frames.local_window(start // 25, 2)[None], frames.global_frames[None])
+        chunk_codes = tokens[None, :, start:start + 50]
+        chunk_scores.append(mean_log_likelihood(one_second, chunk_codes, model.lm.compute_video_condition(chunk))
+                            - mean_log_likelihood(one_second, chunk_codes,
+                                                  model.lm.compute_video_condition(chunk.null())))
+    assert score_tracks(one_second, frames, [tokens], window=2.0)[0] == pytest.approx(
+        float(sum(chunk_scores)) / 2, abs=1e-5)
     many = [tokens, tokens[:, :60], tokens]
     assert score_tracks(model, frames, many, window=2.0, batch_size=1) == pytest.approx(
         score_tracks(model, frames, many, window=2.0, batch_size=8), abs=1e-5)

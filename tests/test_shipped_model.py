@@ -1,0 +1,39 @@
+"""The compact model shipped in model/: the layout infer.sh loads, its size budget, its architecture, and music."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiocraft_ext.models.loaders import COMPRESSION_FILENAME
+from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.utils.export import LM_FILENAME
+
+from media import write_video
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return VidMuse.get_pretrained(MODEL_DIR, device="cpu")
+
+
+def test_files_are_the_official_layout_under_50_mb():
+    files = [MODEL_DIR / LM_FILENAME, MODEL_DIR / COMPRESSION_FILENAME]
+    assert all(f.is_file() for f in files), "model/ must hold the shipped checkpoint"
+    assert sum(f.stat().st_size for f in files) < 50 * 2 ** 20
+
+
+def test_architecture_is_the_model_card_one(shipped):
+    assert shipped.lm.visual_config.frame_time_embedding  # tempo and cut times need frame times
+    assert (shipped.sample_rate, shipped.frame_rate, shipped.lm.num_codebooks) == (32000, 50, 4)
+    assert shipped.max_duration == 5.0 and shipped.extend_stride == 4.5  # the training window
+
+
+def test_generates_music_as_long_as_the_video(shipped, tmp_path):
+    frames = shipped.load_video(write_video(tmp_path / "clip.mp4", 60, 10))  # 6 s: two windows
+    music = shipped.generate([frames], seed=0)[0]
+    assert music.shape == (1, 6 * 32000)
+    assert torch.isfinite(music).all() and music.abs().max() > 1e-3
+    assert torch.equal(music, shipped.generate([frames], seed=0)[0])
