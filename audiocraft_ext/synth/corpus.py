@@ -10,7 +10,7 @@ synthesised from the same parameters:
 Motion stays slow enough for 2 fps local frames to see it (at most a quarter turn per frame pair). Shapes, colours,
 backgrounds and the pan vary at random, so that a model has to learn the rules rather than the pictures.
 
-    python -m audiocraft_ext.synth.corpus --out egs/synth/train --count 400 --seed 0
+    python -m audiocraft_ext.synth.corpus --out egs/synth/train --count 2000 --seed 0
     python -m audiocraft_ext.synth.corpus --out egs/synth/test --count 24 --seed 100000
 """
 
