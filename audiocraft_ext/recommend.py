@@ -2,8 +2,8 @@
 
 Score of a track = the model's mean log-likelihood of a window of the track's codec tokens given the video, minus
 the same given the null (black) video: how much the video explains the music (scored in chunks of the model's
-generation window). Tracks are encoded to tokens once
-and cached on disk (`<library>/.audiocraft_ext_tokens/`, refreshed when a file changes).
+generation window). Tracks are encoded to tokens once and cached on disk (`<library>/.audiocraft_ext_tokens/`,
+refreshed when a file changes).
 
     python -m audiocraft_ext.recommend --library my_music --video clip.mp4 --top 5
     python -m audiocraft_ext.recommend --library my_music --image photo.jpg --json
