@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audiocraft_ext.data.video import VideoFrames, num_local_frames
-from audiocraft_ext.models.builders import load_lm_config
+from audiocraft_ext.models.builders import infer_visual_config, load_lm_config
 from audiocraft_ext.models.loaders import ModelFilesMissing, load_compression_model, load_lm_model
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.utils.export import LM_FILENAME, export_lm_model
@@ -152,6 +152,33 @@ def test_frame_time_embedding_tells_frame_order(tmp_path, tiny_codec):
     assert not torch.allclose(memory(reversed_video).flip(0), memory(video), atol=1e-4)
     export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
     assert load_lm_model(tmp_path).visual_config.frame_time_embedding
+
+
+def test_cross_frame_transformer_lets_frames_see_each_other(tmp_path, tiny_codec):
+    from audiocraft_ext.models.lm import VideoBatch
+    video = make_frames(2.0, 0)
+    changed = video.local_frames.clone()
+    changed[:, 3] = 255 - changed[:, 3]  # only the last local frame differs
+
+    def first_frame_memory(lm, local):
+        batch = VideoBatch(local[None], video.global_frames[None])
+        return lm.compute_video_condition(batch)["video"][0][0].view(4, 50, -1)[0]
+
+    release = build_tiny_lm(load_lm_config(["model/lm/model_scale=tiny"]))
+    assert release.video_encoder.cross_frame_transformer is None
+    assert torch.allclose(first_frame_memory(release, video.local_frames), first_frame_memory(release, changed))
+    cfg = load_lm_config(["model/lm/model_scale=tiny", "video.visual.cross_frame_depth=2",
+                          "video.visual.frame_time_embedding=true", "video.visual.frame_time_rate=50"])
+    lm = build_tiny_lm(cfg)
+    assert not torch.allclose(first_frame_memory(lm, video.local_frames), first_frame_memory(lm, changed))
+    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
+    loaded = load_lm_model(tmp_path)
+    assert (loaded.visual_config.cross_frame_depth, loaded.visual_config.frame_time_rate) == (2, 50)
+    assert torch.equal(first_frame_memory(loaded, changed), first_frame_memory(lm, changed))
+    state = {f"video_encoder.{k}": v for k, v in lm.video_encoder.state_dict().items()}
+    inferred = infer_visual_config(state, cfg.transformer_lm.num_heads,
+                                   clip_num_heads=cfg.video.visual.clip.num_attention_heads)
+    assert inferred.cross_frame_depth == 2
 
 
 def test_official_layout_resolves_codec_pointer_to_sibling_folder(tmp_path):

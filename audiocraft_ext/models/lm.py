@@ -171,7 +171,7 @@ class VidMuseLM(LMModel):
             video = VideoBatch.cat([video, video.null()])
         device = next(iter(self.parameters())).device
         memory = self.video_encoder(video.local_frames.to(device), video.global_frames.to(device),
-                                    None if video.local_times is None else video.local_times.to(device))
+                                    video.local_times, video.local_lengths)
         B, T = len(video), video.num_local_frames
         if video.local_lengths is None:
             mask = torch.ones(B, memory.shape[1], dtype=torch.bool, device=device)

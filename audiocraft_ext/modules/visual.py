@@ -34,9 +34,15 @@ class VisualConfig:
         temporal_depth, temporal_heads, temporal_dim_head, temporal_mlp_dim: the per-frame transformers
             (the release calls them "temporal"; they attend within each frame's tokens).
         fusion_heads: heads of the local-to-global cross-attention (3 in the release).
+        cross_frame_depth: layers of attention across the local frames at each token position, after the
+            per-frame transformers (0 in the release, whose memory holds each frame on its own). They let the
+            memory carry motion: how a patch changes from one frame to the next.
         frame_time_embedding: add a sinusoidal embedding of each local frame's time (window-relative) to the
             projected memory. Off for the release's weights; new models should turn it on (DESIGN §4).
-        frame_time_max_period: max period of that embedding, in local-frame units.
+        frame_time_rate: positions per second of that embedding. None: `local_fps` (one position per local
+            frame); the LM's frame rate (50) puts frame times on the scale of the LM's own sinusoidal positions,
+            so that a decoding step can find the frames of its own time.
+        frame_time_max_period: max period of that embedding, in positions.
         local_fps: rate of the local frames (2 in the release).
         num_global_frames: global frames at inference (32 in the release; its training used 64).
     """
@@ -47,7 +53,9 @@ class VisualConfig:
     temporal_dim_head: int = 64
     temporal_mlp_dim: int = 3072
     fusion_heads: int = 3
+    cross_frame_depth: int = 0
     frame_time_embedding: bool = False
+    frame_time_rate: tp.Optional[float] = None
     frame_time_max_period: float = 10000.0
     local_fps: float = 2.0
     num_global_frames: int = 32
@@ -69,19 +77,20 @@ def clip_preprocess(frames: torch.Tensor, dtype: torch.dtype = torch.float32) ->
 
 
 class PreNorm(nn.Module):
-    """`fn(LayerNorm(x))`."""
+    """`fn(LayerNorm(x), **kwargs)`."""
 
     def __init__(self, dim: int, fn: nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.fn = fn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.norm(x))
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.fn(self.norm(x), **kwargs)
 
 
 class TokenSelfAttention(nn.Module):
-    """Multi-head self-attention over the tokens of one frame, `[N, P, dim] -> [N, P, dim]`, no mask."""
+    """Multi-head self-attention over a token sequence, `[N, L, dim] -> [N, L, dim]`, with an optional bool key
+    mask `[N, L]` (True = attend)."""
 
     def __init__(self, dim: int, heads: int, dim_head: int, dropout: float = 0.0):
         super().__init__()
@@ -91,9 +100,11 @@ class TokenSelfAttention(nn.Module):
         self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         q, k, v = (rearrange(t, "n p (h d) -> n h p d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
         return self.to_out(rearrange(out, "n h p d -> n p (h d)"))
 
 
@@ -110,9 +121,11 @@ class FeedForward(nn.Module):
 
 
 class FrameTransformer(nn.Module):
-    """Pre-norm transformer applied to each frame's tokens independently: `[N, P, dim] -> [N, P, dim]`.
+    """Pre-norm transformer over sequences of tokens: `[N, L, dim] -> [N, L, dim]`, optional bool key mask `[N, L]`.
 
-    The release names these "temporal" transformers, but frames are not mixed: attention is within a frame.
+    The release's "temporal" transformers apply it to each frame's tokens independently (frames are not mixed:
+    attention is within a frame); the optional cross-frame transformer applies it across the local frames at
+    each token position.
     """
 
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float = 0.0):
@@ -123,9 +136,9 @@ class FrameTransformer(nn.Module):
             for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         for attention, feed_forward in self.layers:  # type: ignore[misc]
-            x = attention(x) + x
+            x = attention(x, mask=mask) + x
             x = feed_forward(x) + x
         return self.norm(x)
 
@@ -185,6 +198,10 @@ class VideoEncoder(nn.Module):
                                 dim_head=config.temporal_dim_head, mlp_dim=config.temporal_mlp_dim)
         self.local_temporal_transformer = FrameTransformer(**transformer_args)  # type: ignore[arg-type]
         self.global_temporal_transformer = FrameTransformer(**transformer_args)  # type: ignore[arg-type]
+        self.cross_frame_transformer: tp.Optional[FrameTransformer] = None
+        if config.cross_frame_depth:
+            self.cross_frame_transformer = FrameTransformer(
+                **{**transformer_args, "depth": config.cross_frame_depth})  # type: ignore[arg-type]
         self.multi_head_cross_attention = GlobalContextAttention(dim, config.fusion_heads)
         self.visual_feature_proj = nn.Linear(dim, output_dim)
 
@@ -210,36 +227,54 @@ class VideoEncoder(nn.Module):
         return self.visual_encoder_model.vision_model(pixel_values=pixels).last_hidden_state
 
     def fuse(self, local_tokens: torch.Tensor, global_tokens: torch.Tensor,
-             local_times: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+             local_times: tp.Optional[torch.Tensor] = None,
+             local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         """Long-short-term fusion of CLIP tokens.
 
         Args:
             local_tokens: `[B, T, P, D]` CLIP tokens of the local frames.
             global_tokens: `[B, Tg, P, D]` CLIP tokens of the global frames.
-            local_times: `[B, T]` time of each local frame in seconds from the window start; used only when
-                the frame-time embedding is on (default: k / local_fps).
+            local_times: `[B, T]` time of each local frame in seconds from the window start, for the
+                cross-frame transformer and the frame-time embedding (default: k / local_fps).
+            local_lengths: `[B]` valid local frames per item (padding after them is not attended across frames).
         Returns:
             `[B, T * P, output_dim]` cross-attention memory.
         """
         B, T = local_tokens.shape[:2]
+        if local_times is None:
+            local_times = torch.arange(T, device=local_tokens.device).float().expand(B, -1) / self.config.local_fps
+        local_times = local_times.to(local_tokens.device).float()
         local = self.local_temporal_transformer(local_tokens.flatten(0, 1) + self.local_pos_embedding)
         glob = self.global_temporal_transformer(global_tokens.flatten(0, 1) + self.global_pos_embedding)
-        local = rearrange(local, "(b t) p d -> b (t p) d", b=B)
+        local = rearrange(local, "(b t) p d -> b t p d", b=B)
+        if self.cross_frame_transformer is not None:
+            local = self.mix_frames(local, local_times, local_lengths)
+        local = rearrange(local, "b t p d -> b (t p) d")
         glob = rearrange(glob, "(b t) p d -> b (t p) d", b=B)
         memory = self.visual_feature_proj(self.multi_head_cross_attention(local, glob))
         if self.config.frame_time_embedding:
-            memory = memory + self.frame_time_embedding(B, T, local_times, memory)
+            rate = self.config.frame_time_rate or self.config.local_fps
+            emb = self.time_embedding(local_times * rate, memory.shape[-1])  # [B, T, output_dim]
+            memory = memory + emb.repeat_interleave(self.tokens_per_frame, dim=1).to(memory.dtype)
         return memory
 
-    def frame_time_embedding(self, batch: int, num_frames: int, local_times: tp.Optional[torch.Tensor],
-                             memory: torch.Tensor) -> torch.Tensor:
-        """Sinusoidal embedding of each local frame's time, repeated over its tokens: `[B, T * P, output_dim]`."""
-        if local_times is None:
-            local_times = torch.arange(num_frames, device=memory.device).float().expand(batch, -1)
-            local_times = local_times / self.config.local_fps
-        positions = (local_times.to(memory.device).float() * self.config.local_fps)[..., None]  # [B, T, 1]
-        emb = create_sin_embedding(positions, memory.shape[-1], max_period=self.config.frame_time_max_period)
-        return emb.repeat_interleave(self.tokens_per_frame, dim=1).to(memory.dtype)
+    def mix_frames(self, local: torch.Tensor, local_times: torch.Tensor,
+                   local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Cross-frame transformer at each token position, frames ordered by a sinusoidal embedding of their
+        index (time x local_fps): `[B, T, P, D], [B, T], [B] -> [B, T, P, D]`."""
+        assert self.cross_frame_transformer is not None
+        B, T, P, D = local.shape
+        order = self.time_embedding(local_times * self.config.local_fps, D).to(local.dtype)  # [B, T, D]
+        mask = None
+        if local_lengths is not None:
+            valid = torch.arange(T, device=local.device)[None] < local_lengths.to(local.device)[:, None]
+            mask = valid.repeat_interleave(P, dim=0)  # [(B P), T]
+        mixed = self.cross_frame_transformer(rearrange(local + order[:, :, None], "b t p d -> (b p) t d"), mask)
+        return rearrange(mixed, "(b p) t d -> b t p d", b=B, p=P)
+
+    def time_embedding(self, positions: torch.Tensor, dim: int) -> torch.Tensor:
+        """Sinusoidal embedding `[B, T, dim]` of frame positions `[B, T]` (AudioCraft's, as for the LM's steps)."""
+        return create_sin_embedding(positions[..., None], dim, max_period=self.config.frame_time_max_period)
 
     def tokens(self, visual: torch.Tensor) -> torch.Tensor:
         """CLIP tokens `[B, T, P, D]` of uint8 frames `[B, 3, T, H, W]`; float input is taken as tokens already
@@ -250,8 +285,8 @@ class VideoEncoder(nn.Module):
         tokens = self.clip_tokens(rearrange(visual, "b c t h w -> (b t) c h w"))
         return tokens.view(B, T, *tokens.shape[1:])
 
-    def forward(self, local: torch.Tensor, glob: torch.Tensor,
-                local_times: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, local: torch.Tensor, glob: torch.Tensor, local_times: tp.Optional[torch.Tensor] = None,
+                local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
         """Local and global frames (uint8 `[B, 3, T, H, W]`) or their CLIP tokens (`[B, T, P, D]`) -> memory
-        `[B, T * P, output_dim]`."""
-        return self.fuse(self.tokens(local), self.tokens(glob), local_times)
+        `[B, T * P, output_dim]` (see `fuse`)."""
+        return self.fuse(self.tokens(local), self.tokens(glob), local_times, local_lengths)
