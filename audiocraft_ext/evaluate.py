@@ -23,6 +23,7 @@ import warnings
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 import torch
+from tqdm import tqdm
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
@@ -42,7 +43,8 @@ def retrieval_metrics(scores: torch.Tensor) -> tp.Dict[str, float]:
             "MRR": float((1 / ranks).mean()), "pairs": int(scores.shape[0]), "chance_R@1": 1 / scores.shape[0]}
 
 
-def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8) -> tp.Dict[str, float]:
+def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8,
+              progress: bool = False) -> tp.Dict[str, float]:
     """Score every (video, track) pair of a manifest with the recommendation score; retrieval metrics."""
     from .data.video_dataset import load_video_audio_meta
     from .recommend import TrackTokenCache, load_query, score_tracks
@@ -51,7 +53,7 @@ def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8) 
     cache = TrackTokenCache(model, folder / ".audiocraft_ext_tokens")
     tokens = [cache.tokens(Path(m.path)) for m in metas]
     rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size)
-            for m in metas]
+            for m in tqdm(metas, desc="videos", disable=not progress)]
     return retrieval_metrics(torch.tensor(rows))
 
 
@@ -174,10 +176,11 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
             if args.retrieval:
                 if args.manifest is None:
                     parser.error("--retrieval needs --manifest")
-                results["retrieval"] = retrieval(model, args.manifest, args.window)
+                results["retrieval"] = retrieval(model, args.manifest, args.window, progress=True)
             if args.synthetic:
                 from .synth.evaluate import evaluate as evaluate_synthetic
-                results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True)["summary"]
+                results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True,
+                                                         progress=True)["summary"]
     except (MissingMetricWeights, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -171,6 +171,11 @@ def test_cross_frame_transformer_lets_frames_see_each_other(tmp_path, tiny_codec
                           "video.visual.frame_time_embedding=true", "video.visual.frame_time_rate=50"])
     lm = build_tiny_lm(cfg)
     assert not torch.allclose(first_frame_memory(lm, video.local_frames), first_frame_memory(lm, changed))
+    # padding after an item's frames (a longer video in the same batch) is not attended
+    short = VideoBatch(video.local_frames[None, :, :2], video.global_frames[None])
+    padded = VideoBatch(changed[None], video.global_frames[None], local_lengths=torch.tensor([2]))
+    alone, in_batch = (lm.compute_video_condition(b)["video"][0][0, :100] for b in (short, padded))
+    assert torch.allclose(alone, in_batch, atol=1e-5)
     export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
     loaded = load_lm_model(tmp_path)
     assert (loaded.visual_config.cross_frame_depth, loaded.visual_config.frame_time_rate) == (2, 50)

@@ -21,6 +21,7 @@ from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 from audiocraft.losses import MelSpectrogramL1Loss, SISNR
 import torch
+from tqdm import tqdm
 
 from ..data.video import VideoFrames
 from ..models.vidmuse import VidMuse
@@ -57,11 +58,11 @@ def codec_reconstruction(model: VidMuse, wavs: tp.List[torch.Tensor]) -> tp.Dict
 
 
 def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = False,
-             limit: tp.Optional[int] = None) -> dict:
+             limit: tp.Optional[int] = None, progress: bool = False) -> dict:
     """Generate for each clip and measure; returns per-clip rows and the summary correlations."""
     rows = load_attributes(corpus)[:limit]
     references = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(tqdm(rows, desc="clips", disable=not progress)):
         wav, sr = audio_read(row["path"])
         references.append(convert_audio(wav, sr, model.sample_rate, model.audio_channels))
         row["reference"] = music_attributes(wav.mean(0).numpy(), sr)
@@ -104,7 +105,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     model = VidMuse.get_pretrained(args.model_path)
-    results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit)
+    results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
     print(format_summary(results["summary"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

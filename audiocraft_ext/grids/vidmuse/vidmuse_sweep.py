@@ -1,4 +1,5 @@
-"""A VidMuse fine-tuning sweep: learning rate x CFG dropout x frame-time embedding, from MusicGen-small.
+"""A VidMuse fine-tuning sweep: learning rate x CFG dropout x visual memory (the release's, or with frame times and
+cross-frame attention), from MusicGen-small.
 
     dora -P audiocraft_ext grid vidmuse.vidmuse_sweep            # submits to SLURM (partitions: config/teams)
     dora -P audiocraft_ext grid vidmuse.vidmuse_sweep --dry_run --init   # list the XPs without launching
@@ -12,6 +13,10 @@ from ...environment import setup_environment
 
 setup_environment()
 
+# A visual memory that knows when each frame is and how patches move (the release's knows neither).
+TIME_AWARE_MEMORY = {"video.visual.frame_time_embedding": True, "video.visual.frame_time_rate": 50,
+                     "video.visual.cross_frame_depth": 2}
+
 
 @LMExplorer
 def explorer(launcher):
@@ -21,6 +26,5 @@ def explorer(launcher):
                    continue_from="//pretrained/facebook/musicgen-small")
     for lr in (35e-6, 1e-4):
         for dropout in (0.1, 0.3):
-            for frame_time in (False, True):
-                launcher({"optim.lr": lr, "classifier_free_guidance.training_dropout": dropout,
-                          "video.visual.frame_time_embedding": frame_time})
+            for memory in ({}, TIME_AWARE_MEMORY):
+                launcher({"optim.lr": lr, "classifier_free_guidance.training_dropout": dropout, **memory})
