@@ -33,6 +33,22 @@ def resolve_device(cfg: omegaconf.DictConfig) -> None:
         cfg.autocast = False
 
 
+PRETRAINED_PREFIX = "//pretrained/"
+
+
+def absolute_local_reference(value: tp.Optional[str]) -> tp.Optional[str]:
+    """A checkpoint reference (`continue_from`, `compression_model_checkpoint`) whose path, with or without
+    `//pretrained/`, is relative to the folder training was launched from, made absolute: the solver runs in
+    its XP folder. Hub names, `//sig/...` and paths that do not exist there are returned unchanged."""
+    if not isinstance(value, str) or (value.startswith("//") and not value.startswith(PRETRAINED_PREFIX)):
+        return value
+    prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) else ""
+    path = value[len(prefix):]
+    if os.path.isabs(path) or not os.path.exists(git_save.to_absolute_path(path)):
+        return value
+    return prefix + str(git_save.to_absolute_path(path))
+
+
 def get_solver(cfg: omegaconf.DictConfig):
     """Build the solver for `cfg` (the batch size is split over the distributed workers, as AudioCraft does)."""
     from . import solvers
@@ -43,6 +59,8 @@ def get_solver(cfg: omegaconf.DictConfig):
     for key, value in cfg.datasource.items():  # manifests are found from a git_save clone too
         if isinstance(value, str) and key not in ("max_sample_rate", "max_channels"):
             cfg.datasource[key] = git_save.to_absolute_path(value)
+    for key in ("continue_from", "compression_model_checkpoint"):
+        cfg[key] = absolute_local_reference(cfg.get(key))
     return solvers.get_solver(cfg)
 
 

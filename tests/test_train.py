@@ -18,6 +18,7 @@ from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video
+from audiocraft_ext.train import absolute_local_reference
 
 from conftest import build_tiny_lm
 from media import read_index, write_video
@@ -176,14 +177,25 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model: every weight comes from it, and the loss starts where it ended
+    # fine-tuning from the exported model: every weight comes from it, and the loss starts where it ended; the
+    # folder is given relative to where train.sh runs (the solver itself runs in its XP folder)
     log = tmp_path / "finetune.log"
-    finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1", f"continue_from=//pretrained/{out}",
+    finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
+                f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
                 "generate.every=0", "evaluate.every=0"]
     assert _train(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
     tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
     assert tuned[0]["train"]["ce"] < train_ce[0] - 0.5
+
+
+def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stage1").mkdir()
+    assert absolute_local_reference("//pretrained/stage1") == f"//pretrained/{tmp_path / 'stage1'}"
+    assert absolute_local_reference("stage1") == str(tmp_path / "stage1")
+    for unchanged in ("//pretrained/facebook/musicgen-small", "//sig/1234abcd", "/abs/ckpt.th", None):
+        assert absolute_local_reference(unchanged) == unchanged
 
 
 def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
