@@ -17,7 +17,7 @@ from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
 from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.solvers.vidmuse import cfg_dropout_video
+from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, zero_init_cross_attention
 from audiocraft_ext.train import absolute_local_reference
 
 from conftest import build_tiny_lm
@@ -122,6 +122,22 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     assert (out_local.flatten(1).amin(1)[~dropped] == 1).all()
     assert 8 < dropped.sum() < 32
     assert cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)[0] is local
+
+
+def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):
+    from audiocraft_ext.models.lm import VideoBatch
+    lm = build_tiny_lm(tiny_lm_cfg)
+    codes = torch.randint(0, tiny_lm_cfg.transformer_lm.card, (1, 4, 20))
+    videos = [VideoBatch(torch.randint(0, 256, (1, 3, 2, 224, 224), dtype=torch.uint8),
+                         torch.randint(0, 256, (1, 3, 4, 224, 224), dtype=torch.uint8)) for _ in range(2)]
+
+    def logits():
+        return [lm.compute_predictions(codes, [], condition_tensors=lm.compute_video_condition(v)).logits.nan_to_num()
+                for v in videos]
+
+    assert not torch.allclose(*logits())
+    zero_init_cross_attention(lm)
+    assert torch.equal(*logits())
 
 
 def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:

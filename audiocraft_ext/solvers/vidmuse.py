@@ -33,6 +33,7 @@ from ..data.feature_cache import FeatureCache, module_fingerprint
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..models.builders import get_vidmuse_lm, get_visual_config
 from ..models.lm import VideoBatch, VidMuseLM
+from ..modules.cross_attention import cross_attention_modules
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 
@@ -67,6 +68,18 @@ def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
     lm.video_encoder.visual_encoder_model.load_state_dict(pretrained.state_dict())
 
 
+def zero_init_cross_attention(lm: VidMuseLM) -> None:
+    """Zero the output projection of every cross-attention of the LM, so that a fresh LM starts by ignoring the
+    video exactly (as Flamingo's gates and ControlNet's zero convolutions): a random video memory would otherwise
+    add noise to the LM's predictions, and the cheapest way for training to remove that noise is to flatten the
+    visual memory, after which the LM never learns to read it."""
+    with torch.no_grad():
+        for module in cross_attention_modules(lm.transformer):
+            module.out_proj.weight.zero_()
+            if module.out_proj.bias is not None:
+                module.out_proj.bias.zero_()
+
+
 class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     """Solver for VidMuse training (see the module docstring)."""
 
@@ -81,6 +94,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         self.model: VidMuseLM = get_vidmuse_lm(self.cfg).to(self.device)  # type: ignore[assignment]
         if self.cfg.video.clip_pretrained:
             load_pretrained_clip(self.model, self.cfg.video.clip_pretrained)
+        if self.cfg.video.get("zero_init_cross_attention"):
+            zero_init_cross_attention(self.model)
         if self.cfg.fsdp.use:
             raise ValueError("FSDP is not supported for VidMuse training; use DDP (dora run -d)")
         self.register_ema("model")
