@@ -60,7 +60,8 @@ def get_solver(cfg: omegaconf.DictConfig):
         if isinstance(value, str) and key not in ("max_sample_rate", "max_channels"):
             cfg.datasource[key] = git_save.to_absolute_path(value)
     for key in ("continue_from", "compression_model_checkpoint"):
-        cfg[key] = absolute_local_reference(cfg.get(key))
+        if key in cfg:  # the codec solver has no compression_model_checkpoint
+            cfg[key] = absolute_local_reference(cfg[key])
     return solvers.get_solver(cfg)
 
 
