@@ -22,6 +22,17 @@ def test_reference_music_follows_the_rules():
     assert spearman([s.speed for s in specs], [m["onset_rate"] for m in measured]) > 0.8
 
 
+def test_parallel_rendering_writes_the_same_corpus(tmp_path):
+    serial = write_corpus(tmp_path / "serial", count=2, seed=7, duration=1.0, progress=False)
+    parallel = write_corpus(tmp_path / "parallel", count=2, seed=7, duration=1.0, progress=False, workers=2)
+    assert serial == parallel
+    for name in ("clip_000007.wav", "clip_000008.wav", "clip_000007.mp4"):
+        assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes()
+    serial_manifest, parallel_manifest = ((tmp_path / d / "data.jsonl").read_text().replace(str(tmp_path / d), "")
+                                          for d in ("serial", "parallel"))
+    assert serial_manifest == parallel_manifest
+
+
 def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     specs = write_corpus(tmp_path / "corpus", count=3, seed=1000, duration=2.0, progress=False)
     metas = load_video_audio_meta(tmp_path / "corpus")

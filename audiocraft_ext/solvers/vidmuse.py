@@ -33,9 +33,9 @@ from ..data.feature_cache import FeatureCache, module_fingerprint
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..models.builders import get_vidmuse_lm, get_visual_config
 from ..models.lm import VideoBatch, VidMuseLM
-from ..modules.cross_attention import cross_attention_modules
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
+from ..modules.cross_attention import cross_attention_modules
 
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
 
