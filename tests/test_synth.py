@@ -1,12 +1,14 @@
 """The synthetic corpus: deterministic, its music follows its rules, and the evaluation runs end to end."""
 
+import numpy as np
 import soundfile
 
+from audiocraft_ext.data.synthetic import Scene, render
 from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.data.video_dataset import load_video_audio_meta
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.attributes import music_attributes, spearman
-from audiocraft_ext.synth.corpus import sample_spec, synthesize, write_corpus
+from audiocraft_ext.synth.corpus import sample_spec, scenes_for, synthesize, write_corpus
 from audiocraft_ext.synth.evaluate import evaluate, format_summary
 
 
@@ -20,6 +22,20 @@ def test_reference_music_follows_the_rules():
     measured = [music_attributes(synthesize(spec), 32000) for spec in specs]
     assert spearman([s.brightness for s in specs], [m["pitch"] for m in measured]) > 0.8
     assert spearman([s.speed for s in specs], [m["onset_rate"] for m in measured]) > 0.8
+
+
+def test_camera_pans_at_the_clip_speed():
+    for spec in (sample_spec(3), sample_spec(4)):
+        for scene in scenes_for(spec):
+            assert np.isclose(np.hypot(*scene.pan), spec.speed)
+            assert scene.stripes > 0
+    static = Scene(1.0, stripes=0.3)
+    panning = Scene(1.0, stripes=0.3, pan=(0.2, 0.0))
+    assert (render(static, 0.0, 64, 64) == render(static, 0.5, 64, 64)).all()
+    first, later = render(panning, 0.0, 64, 64).astype(float), render(panning, 0.5, 64, 64).astype(float)
+    assert np.abs(later - first).mean() > 2
+    # a horizontal pan of 0.1 frame in 0.5 s shifts the stripes by 6.4 pixels along x
+    assert np.abs(np.roll(first, 6, axis=1)[:, 10:] - later[:, 10:]).mean() < np.abs(later - first).mean() / 3
 
 
 def test_parallel_rendering_writes_the_same_corpus(tmp_path):

@@ -186,6 +186,34 @@ def test_cross_frame_transformer_lets_frames_see_each_other(tmp_path, tiny_codec
     assert inferred.cross_frame_depth == 2
 
 
+def test_motion_features_see_frame_changes_and_start_as_identity(tmp_path, tiny_codec):
+    from audiocraft_ext.models.lm import VideoBatch
+    from audiocraft_ext.modules.visual import frame_changes
+    tokens = torch.arange(24.0).view(1, 4, 3, 2) ** 2
+    changes = frame_changes(tokens, torch.tensor([3]))
+    assert (changes[:, 0] == 0).all() and (changes[:, 3] == 0).all()  # first frame; padding past the length
+    assert torch.equal(changes[:, 1:3], tokens[:, 1:3] - tokens[:, :2])
+
+    video = make_frames(2.0, 0)
+    memory = lambda lm, local: lm.compute_video_condition(  # noqa: E731
+        VideoBatch(local[None], video.global_frames[None]))["video"][0]
+    cfg = load_lm_config(["model/lm/model_scale=tiny", "video.visual.motion_features=true"])
+    lm = build_tiny_lm(cfg)
+    release = build_tiny_lm(load_lm_config(["model/lm/model_scale=tiny"]))
+    release.load_state_dict(lm.state_dict(), strict=False)
+    # the MLP's output starts at zero: a release memory fine-tuned with motion features is unchanged at first
+    assert torch.allclose(memory(lm, video.local_frames), memory(release, video.local_frames), atol=1e-6)
+    with torch.no_grad():
+        torch.nn.init.normal_(lm.video_encoder.motion_mlp.net[-2].weight)
+    assert not torch.allclose(memory(lm, video.local_frames), memory(release, video.local_frames), atol=1e-4)
+    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
+    assert torch.equal(memory(load_lm_model(tmp_path), video.local_frames), memory(lm, video.local_frames))
+    state = {f"video_encoder.{k}": v for k, v in lm.video_encoder.state_dict().items()}
+    inferred = infer_visual_config(state, cfg.transformer_lm.num_heads,
+                                   clip_num_heads=cfg.video.visual.clip.num_attention_heads)
+    assert inferred.motion_features and not release.visual_config.motion_features
+
+
 def test_official_layout_resolves_codec_pointer_to_sibling_folder(tmp_path):
     fixture = parity_fixture_dir()
     for name in ("state_dict.bin", "compression_state_dict.bin"):

@@ -33,12 +33,19 @@ class Shape:
 
 @dataclass
 class Scene:
-    """A shot: a vertical gradient background, a brightness gain, shapes; lasts `duration` seconds."""
+    """A shot: a vertical gradient background, a brightness gain, shapes; lasts `duration` seconds.
+
+    The background can carry stripes (relative `stripes` amplitude, `stripe_period` in frame units) that move at
+    `pan` (x, y velocity in frames per second, across the stripes), as a camera panning over a textured wall.
+    """
     duration: float
     top: tp.Tuple[int, int, int] = (20, 30, 80)
     bottom: tp.Tuple[int, int, int] = (90, 40, 120)
     brightness: float = 1.0
     shapes: tp.List[Shape] = field(default_factory=list)
+    stripes: float = 0.0
+    stripe_period: float = 0.5
+    pan: tp.Tuple[float, float] = (0.0, 0.0)
 
 
 def render(scene: Scene, t: float, width: int, height: int) -> np.ndarray:
@@ -48,6 +55,11 @@ def render(scene: Scene, t: float, width: int, height: int) -> np.ndarray:
     image = np.repeat(image, width, axis=1)
     ys, xs = np.mgrid[0:height, 0:width]
     scale = min(width, height)
+    speed = math.hypot(*scene.pan)
+    if scene.stripes and speed:
+        across = (xs * scene.pan[0] + ys * scene.pan[1]) / (speed * scale)  # frame units along the pan
+        wave = np.sin(2 * math.pi * (across - speed * t) / scene.stripe_period)
+        image = image * (1 + scene.stripes * wave)[..., None]
     for shape in scene.shapes:
         angle = 2 * math.pi * (shape.speed * t + shape.phase)
         cx = (shape.center[0] + shape.orbit * math.cos(angle) * scale / width) * width

@@ -131,4 +131,5 @@ def infer_visual_config(state_dict: tp.Mapping[str, torch.Tensor], lm_num_heads:
         temporal_dim_head=qkv_rows // (3 * lm_num_heads),
         temporal_mlp_dim=shape(temporal + "layers.0.1.fn.net.0.weight")[0],
         cross_frame_depth=_count_layers(state_dict, "video_encoder.cross_frame_transformer.layers."),
+        motion_features="video_encoder.motion_mlp.net.0.weight" in state_dict,
         local_fps=local_fps, num_global_frames=num_global_frames)

@@ -37,6 +37,10 @@ class VisualConfig:
         cross_frame_depth: layers of attention across the local frames at each token position, after the
             per-frame transformers (0 in the release, whose memory holds each frame on its own). They let the
             memory carry motion: how a patch changes from one frame to the next.
+        motion_features: add to each local frame's tokens, after the per-frame transformers, an MLP of how its
+            CLIP tokens changed since the previous local frame (zero for a window's first frame), as two-stream
+            video models add a frame-difference stream. Attention across frames can only average frames, so it
+            learns such differences slowly; speed read from motion needs them. Off in the release.
         frame_time_embedding: add a sinusoidal embedding of each local frame's time (window-relative) to the
             projected memory. Off for the release's weights; new models should turn it on (DESIGN §4).
         frame_time_rate: positions per second of that embedding. None: `local_fps` (one position per local
@@ -54,6 +58,7 @@ class VisualConfig:
     temporal_mlp_dim: int = 3072
     fusion_heads: int = 3
     cross_frame_depth: int = 0
+    motion_features: bool = False
     frame_time_embedding: bool = False
     frame_time_rate: tp.Optional[float] = None
     frame_time_max_period: float = 10000.0
@@ -74,6 +79,17 @@ def clip_preprocess(frames: torch.Tensor, dtype: torch.dtype = torch.float32) ->
     mean = torch.tensor(CLIP_MEAN, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
     return ((pixels - mean) / std).to(dtype)
+
+
+def frame_changes(tokens: torch.Tensor, lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Change of each frame's tokens since the previous frame, `[B, T, P, D] -> [B, T, P, D]`: zero for the
+    first frame and for padding frames past an item's `lengths` (`[B]`)."""
+    changes = torch.zeros_like(tokens)
+    changes[:, 1:] = tokens[:, 1:] - tokens[:, :-1]
+    if lengths is not None:
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths.to(tokens.device)[:, None]
+        changes = changes * valid[:, :, None, None].to(changes.dtype)
+    return changes
 
 
 class PreNorm(nn.Module):
@@ -202,6 +218,12 @@ class VideoEncoder(nn.Module):
         if config.cross_frame_depth:
             self.cross_frame_transformer = FrameTransformer(
                 **{**transformer_args, "depth": config.cross_frame_depth})  # type: ignore[arg-type]
+        self.motion_mlp: tp.Optional[FeedForward] = None
+        if config.motion_features:
+            self.motion_mlp = FeedForward(dim, config.temporal_mlp_dim)
+            last = self.motion_mlp.net[-2]  # starts at zero: a model fine-tuned with it keeps its memory at first
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.multi_head_cross_attention = GlobalContextAttention(dim, config.fusion_heads)
         self.visual_feature_proj = nn.Linear(dim, output_dim)
 
@@ -247,6 +269,8 @@ class VideoEncoder(nn.Module):
         local = self.local_temporal_transformer(local_tokens.flatten(0, 1) + self.local_pos_embedding)
         glob = self.global_temporal_transformer(global_tokens.flatten(0, 1) + self.global_pos_embedding)
         local = rearrange(local, "(b t) p d -> b t p d", b=B)
+        if self.motion_mlp is not None:
+            local = local + self.motion_mlp(frame_changes(local_tokens, local_lengths))
         if self.cross_frame_transformer is not None:
             local = self.mix_frames(local, local_times, local_lengths)
         local = rearrange(local, "b t p d -> b (t p) d")

@@ -1,14 +1,16 @@
 """A procedural audio-visual corpus whose music follows its video by explicit rules.
 
-Each clip is a few scenes of shapes orbiting over a gradient background (no camera motion); its music is
-synthesised from the same parameters:
+Each clip is a few scenes of shapes orbiting over a striped gradient background that pans (a camera moving
+over a textured wall); its music is synthesised from the same parameters:
 - **brightness -> pitch register**: the scene's brightness gain sets the octave and the notes' register
   (brighter picture, higher notes);
-- **speed -> tempo**: the shapes' angular speed sets the number of note onsets per second (faster motion, more
-  onsets);
+- **speed -> tempo**: one speed drives the shapes' orbits (turns per second) and the camera pan (frames per
+  second, in a random direction), and sets the number of note onsets per second (faster motion, more onsets).
+  The pan moves every patch of the picture, not only the few a shape crosses;
 - **scene cuts -> chord changes**: every scene plays its own chord of a progression.
-Motion stays slow enough for 2 fps local frames to resolve it (under a quarter turn between two frames 0.5 s
-apart), and fast enough at the top of its range for a shape to cross a 32-pixel CLIP patch between them.
+Motion stays slow enough for 2 fps local frames to resolve it (under a quarter turn, and under half a stripe
+period of pan, between two frames 0.5 s apart), and fast enough at the top of its range for a shape to cross
+a 32-pixel CLIP patch between them.
 Shapes, sizes, colours, orbits, directions and backgrounds vary at random, so that a model has to learn the
 rules rather than the pictures.
 
@@ -33,9 +35,11 @@ from ..data.video_dataset import VideoAudioMeta, save_video_audio_meta
 
 SAMPLE_RATE = 32000
 BRIGHTNESS_RANGE = (0.35, 1.15)
-SPEED_RANGE = (0.04, 0.44)       # turns per second: <= 0.22 turn between two 2 fps frames
+SPEED_RANGE = (0.04, 0.44)       # orbit turns (and pan frames) per second: <= 0.22 between 2 fps frames
 ONSETS_RANGE = (1.0, 5.0)        # note onsets per second
 BASE_NOTE_RANGE = (45, 72)       # MIDI note of the lowest chord tone: A2 (dark) .. C5 (bright)
+STRIPE_PERIOD = 0.5             # frame units: the pan (<= 0.22 frame between 2 fps frames) stays under half of it
+STRIPES_RANGE = (0.15, 0.3)      # relative amplitude of the background's stripes
 PROGRESSION = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (9, 12, 16), (2, 5, 9)]  # I, IV, V, vi, ii (semitones)
 
 
@@ -77,7 +81,7 @@ def sample_spec(seed: int, duration: float = 10.0) -> ClipSpec:
 
 
 def scenes_for(spec: ClipSpec) -> tp.List[Scene]:
-    """The video: one `Scene` per segment between cuts; shapes orbit at the clip's speed."""
+    """The video: one `Scene` per segment between cuts; shapes orbit, and the camera pans, at the clip's speed."""
     rng = np.random.default_rng(spec.seed + 1)
     bounds = [0.0, *spec.cuts, spec.duration]
     scenes = []
@@ -88,7 +92,10 @@ def scenes_for(spec: ClipSpec) -> tp.List[Scene]:
                         center=(float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.35, 0.65))),
                         orbit=float(rng.uniform(0.15, 0.3)), speed=spec.speed * float(rng.choice([-1, 1])),
                         phase=float(rng.uniform(0, 1))) for _ in range(int(rng.integers(1, 4)))]
-        scenes.append(Scene(end - start, color(), color(), spec.brightness, shapes))
+        direction = float(rng.uniform(0, 2 * np.pi))
+        pan = (spec.speed * float(np.cos(direction)), spec.speed * float(np.sin(direction)))
+        scenes.append(Scene(end - start, color(), color(), spec.brightness, shapes,
+                            stripes=float(rng.uniform(*STRIPES_RANGE)), stripe_period=STRIPE_PERIOD, pan=pan))
     return scenes
 
 

@@ -1,5 +1,5 @@
 """A VidMuse fine-tuning sweep: learning rate x CFG dropout x visual memory (the release's, or with frame times and
-cross-frame attention), from MusicGen-small.
+cross-frame attention and motion features), from MusicGen-small.
 
     dora -P audiocraft_ext grid vidmuse.vidmuse_sweep            # submits to SLURM (partitions: config/teams)
     dora -P audiocraft_ext grid vidmuse.vidmuse_sweep --dry_run --init   # list the XPs without launching
@@ -15,7 +15,7 @@ setup_environment()
 
 # A visual memory that knows when each frame is and how patches move (the release's knows neither).
 TIME_AWARE_MEMORY = {"video.visual.frame_time_embedding": True, "video.visual.frame_time_rate": 50,
-                     "video.visual.cross_frame_depth": 2}
+                     "video.visual.cross_frame_depth": 2, "video.visual.motion_features": True}
 
 
 @LMExplorer
