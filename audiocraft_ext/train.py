@@ -8,6 +8,7 @@ solver named in the config (VidMuse here, any AudioCraft solver otherwise) and r
 import logging
 import multiprocessing
 import os
+from pathlib import Path
 import random
 import typing as tp
 
@@ -34,19 +35,26 @@ def resolve_device(cfg: omegaconf.DictConfig) -> None:
 
 
 PRETRAINED_PREFIX = "//pretrained/"
+SIG_PREFIX = "//sig/"
 
 
-def absolute_local_reference(value: tp.Optional[str]) -> tp.Optional[str]:
-    """A checkpoint reference (`continue_from`, `compression_model_checkpoint`) whose path, with or without
-    `//pretrained/`, is relative to the folder training was launched from, made absolute: the solver runs in
-    its XP folder. Hub names, `//sig/...` and paths that do not exist there are returned unchanged."""
+def resolve_checkpoint_reference(value: tp.Optional[str], continue_from: bool = False) -> tp.Optional[str]:
+    """A checkpoint reference (`continue_from`, `compression_model_checkpoint`) made independent of the folder
+    the solver runs in (its XP folder): a path, with or without `//pretrained/`, relative to the folder training
+    was launched from becomes absolute. `//sig/SIG` becomes `//pretrained/<this project's XP folder of SIG>`:
+    AudioCraft resolves `//sig/` and plain paths by importing its own Dora main, which cannot load inside this
+    one; the VidMuse solver loads the XP's best state itself, and for the same reason a local `continue_from`
+    path gets the `//pretrained/` prefix. Hub names and paths that do not exist there are returned unchanged."""
+    if isinstance(value, str) and value.startswith(SIG_PREFIX):
+        return PRETRAINED_PREFIX + str(Path(main.dora.dir) / "xps" / value[len(SIG_PREFIX):] / "checkpoint.th")
     if not isinstance(value, str) or (value.startswith("//") and not value.startswith(PRETRAINED_PREFIX)):
         return value
-    prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) else ""
-    path = value[len(prefix):]
-    if os.path.isabs(path) or not os.path.exists(git_save.to_absolute_path(path)):
+    prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) or continue_from else ""
+    path = value[len(PRETRAINED_PREFIX):] if value.startswith(PRETRAINED_PREFIX) else value
+    absolute = path if os.path.isabs(path) else str(git_save.to_absolute_path(path))
+    if not os.path.exists(absolute):
         return value
-    return prefix + str(git_save.to_absolute_path(path))
+    return prefix + absolute
 
 
 def get_solver(cfg: omegaconf.DictConfig):
@@ -61,7 +69,7 @@ def get_solver(cfg: omegaconf.DictConfig):
             cfg.datasource[key] = git_save.to_absolute_path(value)
     for key in ("continue_from", "compression_model_checkpoint"):
         if key in cfg:  # the codec solver has no compression_model_checkpoint
-            cfg[key] = absolute_local_reference(cfg[key])
+            cfg[key] = resolve_checkpoint_reference(cfg[key], continue_from=key == "continue_from")
     return solvers.get_solver(cfg)
 
 

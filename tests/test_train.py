@@ -18,7 +18,7 @@ from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, zero_init_cross_attention
-from audiocraft_ext.train import absolute_local_reference
+from audiocraft_ext.train import main, resolve_checkpoint_reference
 
 from conftest import build_tiny_lm
 from media import read_index, write_video
@@ -208,10 +208,13 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "stage1").mkdir()
-    assert absolute_local_reference("//pretrained/stage1") == f"//pretrained/{tmp_path / 'stage1'}"
-    assert absolute_local_reference("stage1") == str(tmp_path / "stage1")
-    for unchanged in ("//pretrained/facebook/musicgen-small", "//sig/1234abcd", "/abs/ckpt.th", None):
-        assert absolute_local_reference(unchanged) == unchanged
+    assert resolve_checkpoint_reference("//pretrained/stage1") == f"//pretrained/{tmp_path / 'stage1'}"
+    assert resolve_checkpoint_reference("stage1") == str(tmp_path / "stage1")
+    assert (resolve_checkpoint_reference("//sig/1234abcd")
+            == f"//pretrained/{Path(main.dora.dir) / 'xps' / '1234abcd' / 'checkpoint.th'}")
+    assert resolve_checkpoint_reference("stage1", continue_from=True) == f"//pretrained/{tmp_path / 'stage1'}"
+    for unchanged in ("//pretrained/facebook/musicgen-small", "/abs/ckpt.th", None):
+        assert resolve_checkpoint_reference(unchanged) == unchanged
 
 
 def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):

@@ -267,11 +267,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
 
     # --------------------------------------------------------- checkpoints
     def load_from_pretrained(self, name: str) -> dict:
-        """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (folder, file or hub id), else an AudioCraft
-        MusicGen checkpoint. Only the weights the source has are loaded; the rest keep their initialisation."""
+        """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (exported folder or file, a training XP's
+        checkpoint.th, or a hub id), else an AudioCraft MusicGen checkpoint. Only the weights the source has are loaded; the rest keep their initialisation."""
         try:
             pkg = load_package(find_lm_file(name))
             state = pkg["best_state"]
+            if set(state) == {"model"}:  # a training checkpoint of this solver (checkpoint.th)
+                state = state["model"]
         except ModelFilesMissing:
             state = audiocraft_models.loaders.load_lm_model_ckpt(name)["best_state"]
         if is_official_state_dict(state):
