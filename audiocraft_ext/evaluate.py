@@ -43,17 +43,18 @@ def retrieval_metrics(scores: torch.Tensor) -> tp.Dict[str, float]:
             "MRR": float((1 / ranks).mean()), "pairs": int(scores.shape[0]), "chance_R@1": 1 / scores.shape[0]}
 
 
-def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8,
-              progress: bool = False) -> tp.Dict[str, float]:
-    """Score every (video, track) pair of a manifest with the recommendation score; retrieval metrics."""
+def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8, progress: bool = False,
+              codebooks: tp.Optional[int] = 1) -> tp.Dict[str, float]:
+    """Score every (video, track) pair of a manifest with the recommendation score (on the first `codebooks`
+    codebooks; None: all); retrieval metrics."""
     from .data.video_dataset import load_video_audio_meta
     from .recommend import TrackTokenCache, load_query, score_tracks
     metas = load_video_audio_meta(manifest)
     folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
     cache = TrackTokenCache(model, folder / ".audiocraft_ext_tokens")
     tokens = [cache.tokens(Path(m.path)) for m in metas]
-    rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size)
-            for m in tqdm(metas, desc="videos", disable=not progress)]
+    rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size,
+                         codebooks) for m in tqdm(metas, desc="videos", disable=not progress)]
     return retrieval_metrics(torch.tensor(rows))
 
 
@@ -140,6 +141,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    from .recommend import add_codebooks_argument
     parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generated", type=Path, help="folder of generated music")
@@ -152,6 +154,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--manifest", type=Path, help="paired videos/music (data.jsonl folder) for --retrieval")
     parser.add_argument("--retrieval", action="store_true", help="video -> music retrieval R@1, R@5, MRR")
     parser.add_argument("--window", type=float, default=10.0, help="seconds scored per pair (retrieval)")
+    add_codebooks_argument(parser)
     parser.add_argument("--synthetic", type=Path, help="synthetic corpus folder: attribute correlations")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON results")
     args = parser.parse_args(argv)
@@ -176,7 +179,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
             if args.retrieval:
                 if args.manifest is None:
                     parser.error("--retrieval needs --manifest")
-                results["retrieval"] = retrieval(model, args.manifest, args.window, progress=True)
+                results["retrieval"] = retrieval(model, args.manifest, args.window, progress=True,
+                                                 codebooks=args.codebooks or None)
             if args.synthetic:
                 from .synth.evaluate import evaluate as evaluate_synthetic
                 results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True,

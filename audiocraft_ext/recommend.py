@@ -2,7 +2,9 @@
 
 Score of a track = the model's mean log-likelihood of a window of the track's codec tokens given the video, minus
 the same given the null (black) video: how much the video explains the music (scored in chunks of the model's
-generation window). Tracks are encoded to tokens once and cached on disk (`<library>/.audiocraft_ext_tokens/`,
+generation window). By default only the first codebook is scored: it holds the coarse content a picture can
+explain (notes, onsets), while the finer codebooks' detail adds noise to the score (on the synthetic corpus's
+validation pairs, retrieval R@1 was 0.50 with the first codebook against 0.19 with all four). Tracks are encoded to tokens once and cached on disk (`<library>/.audiocraft_ext_tokens/`,
 refreshed when a file changes).
 
     python -m audiocraft_ext.recommend --library my_music --video clip.mp4 --top 5
@@ -64,20 +66,25 @@ class TrackTokenCache:
 
 
 @torch.no_grad()
-def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict) -> torch.Tensor:
-    """Mean log-probability of codes `[B, K, T]` under the LM with `conditions`, over valid positions: `[B]`."""
+def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict,
+                        codebooks: tp.Optional[int] = None) -> torch.Tensor:
+    """Mean log-probability of codes `[B, K, T]` under the LM with `conditions`, over the valid positions of the
+    first `codebooks` codebooks (None: all): `[B]`."""
     out = model.lm.compute_predictions(codes.long().to(model.device), [], condition_tensors=conditions)
     logits = out.logits.float().nan_to_num()
     log_probs = F.log_softmax(logits, dim=-1).gather(-1, codes.long().to(model.device)[..., None])[..., 0]
     mask = out.mask.float()
+    if codebooks is not None:
+        mask[:, codebooks:] = 0
     return (log_probs * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
 
 
 @torch.no_grad()
 def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.Tensor], window: float = 10.0,
-                 batch_size: int = 8) -> tp.List[float]:
+                 batch_size: int = 8, codebooks: tp.Optional[int] = 1) -> tp.List[float]:
     """Scores of token sequences `[K, T]` for a video: log-likelihood given the video minus given the null video,
-    per token, on the first `window` seconds (or less: the video's or the track's length).
+    per token of the first `codebooks` codebooks (None: all), on the first `window` seconds (or less: the
+    video's or the track's length).
 
     A span longer than the model's generation window is scored in consecutive chunks of that window (the model
     was never trained on longer ones), each with the local frames of its own span, as generation pairs them;
@@ -103,12 +110,19 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
             n = len(batch)
             repeat = lambda b: VideoBatch(b.local_frames.expand(n, -1, -1, -1, -1),  # noqa: E731
                                           b.global_frames.expand(n, -1, -1, -1, -1))
-            conditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(video)))
-            unconditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(null)))
+            conditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(video)), codebooks)
+            unconditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(null)),
+                                                codebooks)
             for i, value in zip(batch, (conditional - unconditional).tolist()):
                 totals[i] += value * length
                 weights[i] += length
     return [total / weight for total, weight in zip(totals, weights)]
+
+
+def add_codebooks_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--codebooks` option of the recommendation score (shared by recommend and evaluate)."""
+    parser.add_argument("--codebooks", type=int, default=1,
+                        help="score the first N codebooks (0: all); the first holds what a picture explains")
 
 
 def load_query(model: VidMuse, video: tp.Optional[Path], image: tp.Optional[Path], window: float) -> VideoFrames:
@@ -120,7 +134,8 @@ def load_query(model: VidMuse, video: tp.Optional[Path], image: tp.Optional[Path
 
 
 def recommend(model: VidMuse, library: Path, frames: VideoFrames, window: float = 10.0, batch_size: int = 8,
-              cache_dir: tp.Optional[Path] = None, progress: bool = False) -> tp.List[tp.Dict[str, tp.Any]]:
+              cache_dir: tp.Optional[Path] = None, progress: bool = False, codebooks: tp.Optional[int] = 1
+              ) -> tp.List[tp.Dict[str, tp.Any]]:
     """Rank the audio files of `library` for `frames`: `[{'path', 'score'}, ...]`, best first. Unreadable files
     are left out (with a warning)."""
     cache = TrackTokenCache(model, cache_dir or library / CACHE_FOLDER)
@@ -132,7 +147,7 @@ def recommend(model: VidMuse, library: Path, frames: VideoFrames, window: float 
             kept.append(path)
         except Exception as err:  # a corrupt track must not stop the ranking
             logger.warning("%s: cannot read (%s); left out", path, err)
-    scores = score_tracks(model, frames, tokens, window, batch_size)
+    scores = score_tracks(model, frames, tokens, window, batch_size, codebooks)
     ranked = sorted(zip(kept, scores), key=lambda item: item[1], reverse=True)
     return [{"path": str(path), "score": score} for path, score in ranked]
 
@@ -149,6 +164,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--model_path", default="./model")
     parser.add_argument("--window", type=float, default=10.0, help="seconds of each track (and video) scored")
     parser.add_argument("--batch_size", type=int, default=8)
+    add_codebooks_argument(parser)
     parser.add_argument("--cache_dir", type=Path, default=None, help=f"default: <library>/{CACHE_FOLDER}")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
@@ -164,7 +180,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ranking = recommend(model, args.library, frames, args.window, args.batch_size, args.cache_dir,
-                        progress=not args.json)[:args.top]
+                        progress=not args.json, codebooks=args.codebooks or None)[:args.top]
     if args.json:
         print(json.dumps(ranking, indent=2))
     else:

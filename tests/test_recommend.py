@@ -51,7 +51,15 @@ def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path
     video = VideoBatch(frames.local_window(0, 4)[None], frames.global_frames[None])  # 100 tokens = 2 s = 4 frames
     expected = (mean_log_likelihood(model, codes, model.lm.compute_video_condition(video))
                 - mean_log_likelihood(model, codes, model.lm.compute_video_condition(video.null())))
-    assert score_tracks(model, frames, [tokens], window=2.0)[0] == pytest.approx(float(expected), abs=1e-5)
+    assert score_tracks(model, frames, [tokens], window=2.0, codebooks=None)[0] == pytest.approx(
+        float(expected), abs=1e-5)
+
+    def first_codebook(video):  # the default score reads the first codebook only
+        out = model.lm.compute_predictions(codes.long(), [], condition_tensors=model.lm.compute_video_condition(video))
+        log_probs = out.logits[:, 0].log_softmax(-1).gather(-1, codes[:, 0].long()[..., None])[..., 0]
+        return log_probs[out.mask[:, 0]].mean()
+    assert score_tracks(model, frames, [tokens], window=2.0)[0] == pytest.approx(
+        float(first_codebook(video) - first_codebook(video.null())), abs=1e-5)
     # beyond the model's window: consecutive chunks, each with the frames of its span, averaged
     one_second = VidMuse("1s-window", model.compression_model, model.lm, max_duration=1.0)
     chunk_scores = []
@@ -61,7 +69,7 @@ def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path
         chunk_scores.append(mean_log_likelihood(one_second, chunk_codes, model.lm.compute_video_condition(chunk))
                             - mean_log_likelihood(one_second, chunk_codes,
                                                   model.lm.compute_video_condition(chunk.null())))
-    assert score_tracks(one_second, frames, [tokens], window=2.0)[0] == pytest.approx(
+    assert score_tracks(one_second, frames, [tokens], window=2.0, codebooks=None)[0] == pytest.approx(
         float(sum(chunk_scores)) / 2, abs=1e-5)
     many = [tokens, tokens[:, :60], tokens]
     assert score_tracks(model, frames, many, window=2.0, batch_size=1) == pytest.approx(
