@@ -29,6 +29,7 @@ def test_architecture_is_the_model_card_one(shipped):
     visual = shipped.lm.visual_config
     # tempo and cut times need frame times and motion, which the release's memory lacks
     assert visual.frame_time_embedding and visual.frame_time_rate == 50 and visual.cross_frame_depth == 2
+    assert visual.motion_features
     assert (shipped.sample_rate, shipped.frame_rate, shipped.lm.num_codebooks) == (32000, 50, 4)
     assert shipped.max_duration == 2.0 and shipped.extend_stride == 1.5  # the training window
 
