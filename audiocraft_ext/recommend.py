@@ -4,8 +4,8 @@ Score of a track = the model's mean log-likelihood of a window of the track's co
 the same given the null (black) video: how much the video explains the music (scored in chunks of the model's
 generation window). By default only the first codebook is scored: it holds the coarse content a picture can
 explain (notes, onsets), while the finer codebooks' detail adds noise to the score (on the synthetic corpus's
-validation pairs, retrieval R@1 was 0.50 with the first codebook against 0.19 with all four). Tracks are encoded to tokens once and cached on disk (`<library>/.audiocraft_ext_tokens/`,
-refreshed when a file changes).
+validation pairs, retrieval R@1 was 0.50 with the first codebook against 0.19 with all four). Tracks are
+encoded to tokens once and cached on disk (`<library>/.audiocraft_ext_tokens/`, refreshed when a file changes).
 
     python -m audiocraft_ext.recommend --library my_music --video clip.mp4 --top 5
     python -m audiocraft_ext.recommend --library my_music --image photo.jpg --json

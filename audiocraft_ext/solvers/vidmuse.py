@@ -268,7 +268,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     # --------------------------------------------------------- checkpoints
     def load_from_pretrained(self, name: str) -> dict:
         """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (exported folder or file, a training XP's
-        checkpoint.th, or a hub id), else an AudioCraft MusicGen checkpoint. Only the weights the source has are loaded; the rest keep their initialisation."""
+        checkpoint.th, or a hub id), else an AudioCraft MusicGen checkpoint. Only the weights the source has are
+        loaded; the rest keep their initialisation."""
         try:
             pkg = load_package(find_lm_file(name))
             state = pkg["best_state"]
