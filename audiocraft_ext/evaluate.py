@@ -180,7 +180,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                 if args.manifest is None:
                     parser.error("--retrieval needs --manifest")
                 results["retrieval"] = retrieval(model, args.manifest, args.window, progress=True,
-                                                 codebooks=args.codebooks or None)
+                                                 codebooks=args.codebooks)
             if args.synthetic:
                 from .synth.evaluate import evaluate as evaluate_synthetic
                 results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True,

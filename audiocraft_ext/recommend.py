@@ -121,7 +121,7 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
 
 def add_codebooks_argument(parser: argparse.ArgumentParser) -> None:
     """The `--codebooks` option of the recommendation score (shared by recommend and evaluate)."""
-    parser.add_argument("--codebooks", type=int, default=1,
+    parser.add_argument("--codebooks", type=lambda value: int(value) or None, default=1,
                         help="score the first N codebooks (0: all); the first holds what a picture explains")
 
 
@@ -180,7 +180,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ranking = recommend(model, args.library, frames, args.window, args.batch_size, args.cache_dir,
-                        progress=not args.json, codebooks=args.codebooks or None)[:args.top]
+                        progress=not args.json, codebooks=args.codebooks)[:args.top]
     if args.json:
         print(json.dumps(ranking, indent=2))
     else:
