@@ -23,12 +23,11 @@ import warnings
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from .data.feature_cache import module_fingerprint
 from .data.video import VideoFrames, VideoReadError, num_local_frames
-from .models.lm import VideoBatch
+from .models.lm import VideoBatch, mean_token_log_likelihood
 from .models.loaders import ModelFilesMissing
 from .models.vidmuse import VidMuse
 from .utils.atomic import atomic_output
@@ -70,13 +69,12 @@ def mean_log_likelihood(model: VidMuse, codes: torch.Tensor, conditions: dict,
                         codebooks: tp.Optional[int] = None) -> torch.Tensor:
     """Mean log-probability of codes `[B, K, T]` under the LM with `conditions`, over the valid positions of the
     first `codebooks` codebooks (None: all): `[B]`."""
-    out = model.lm.compute_predictions(codes.long().to(model.device), [], condition_tensors=conditions)
-    logits = out.logits.float().nan_to_num()
-    log_probs = F.log_softmax(logits, dim=-1).gather(-1, codes.long().to(model.device)[..., None])[..., 0]
-    mask = out.mask.float()
+    codes = codes.long().to(model.device)
+    out = model.lm.compute_predictions(codes, [], condition_tensors=conditions)
+    mask = out.mask.clone()
     if codebooks is not None:
-        mask[:, codebooks:] = 0
-    return (log_probs * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+        mask[:, codebooks:] = False
+    return mean_token_log_likelihood(out.logits, codes, mask)
 
 
 @torch.no_grad()

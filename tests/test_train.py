@@ -17,7 +17,7 @@ from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
 from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, zero_init_cross_attention
+from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 
 from conftest import build_tiny_lm
@@ -124,6 +124,34 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     assert cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)[0] is local
 
 
+def test_video_contrast_loss_prefers_the_own_video():
+    torch.manual_seed(0)
+    targets = torch.randint(0, 8, (3, 2, 5)).repeat(2, 1, 1)
+    mask = torch.ones(6, 2, 5, dtype=torch.bool)
+    mask[:, 1, 0] = False  # a delay-pattern position: NaN logits, not scored
+    logits = torch.randn(3, 2, 5, 8).repeat(2, 1, 1, 1)
+    logits[:, 1, 0] = float("nan")
+    everyone = torch.ones(3, dtype=torch.bool)
+    tied = video_contrast_loss(logits, targets, mask, everyone, 0.01)
+    assert torch.isclose(tied, torch.tensor(2.0).log())  # no video preferred: a coin flip
+
+    logits.requires_grad_(True)
+    boosted = logits.detach().clone()
+    boosted[:3].scatter_add_(-1, targets[:3, ..., None], torch.full((3, 2, 5, 1), 0.05))  # own video: +0.05 logit
+    loss = video_contrast_loss(boosted, targets, mask, everyone, 0.01)
+    assert loss < tied
+    video_contrast_loss(logits, targets, mask, everyone, 0.01).backward()
+    own_target_grad = logits.grad[:3].gather(-1, targets[:3, ..., None])
+    assert torch.isfinite(logits.grad.nan_to_num(0)).all() and not logits.grad[:, 1, 0].any()
+    assert (own_target_grad[:, 0] < 0).all()  # descending the loss raises the own video's likelihood
+
+    only_first = torch.tensor([True, False, False])
+    worse = boosted.clone()
+    worse[4] = boosted[1]  # item 1 now fits another video better, but it does not take part
+    assert torch.isclose(video_contrast_loss(worse, targets, mask, only_first, 0.01),
+                         video_contrast_loss(boosted, targets, mask, only_first, 0.01))
+
+
 def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):
     from audiocraft_ext.models.lm import VideoBatch
     lm = build_tiny_lm(tiny_lm_cfg)
@@ -193,16 +221,20 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model: every weight comes from it, and the loss starts where it ended; the
-    # folder is given relative to where train.sh runs (the solver itself runs in its XP folder)
+    # fine-tuning from the exported model, with the contrastive loss: every weight comes from it, and the loss
+    # starts where it ended; the folder is given relative to where train.sh runs (the solver runs in its XP folder)
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
-                "generate.every=0", "evaluate.every=0"]
+                "generate.every=0", "evaluate.every=0", "contrastive.weight=1"]
     assert _train(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
     tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
-    assert tuned[0]["train"]["ce"] < train_ce[0] - 0.5
+    train = tuned[0]["train"]
+    cross_entropy = np.mean([train[f"ce_q{k}"] for k in range(1, 5)])
+    assert cross_entropy < train_ce[0] - 0.5
+    assert 0.05 < train["ce"] - cross_entropy < 5  # the training ce includes the contrastive term
+    assert abs(tuned[0]["valid"]["ce"] - np.mean([tuned[0]["valid"][f"ce_q{k}"] for k in range(1, 5)])) < 1e-4
 
 
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):

@@ -85,6 +85,15 @@ class _GenerationState:
     offset: int = 0  # pattern steps fed so far
 
 
+def mean_token_log_likelihood(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean log-probability per item of codes `[B, K, T]` under logits `[B, K, T, card]`, over the positions
+    where the bool `mask` `[B, K, T]` is set: `[B]` (differentiable). The LM's logits are NaN where the delay
+    pattern has no token; those positions must be masked."""
+    log_probs = torch.log_softmax(logits.float().nan_to_num(), dim=-1).gather(-1, codes.long()[..., None])[..., 0]
+    weights = mask.float()
+    return (log_probs * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp(min=1)
+
+
 def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: float = 1.0, top_k: int = 0,
                       top_p: float = 0.0, generators: tp.Optional[tp.Sequence[torch.Generator]] = None
                       ) -> torch.Tensor:

@@ -10,7 +10,11 @@ What changes from MusicGen's solver:
 - `continue_from` accepts an exported VidMuse checkpoint (official or ours) or an AudioCraft MusicGen checkpoint
   (`//pretrained/facebook/musicgen-small`): the new visual parameters keep the release's initialisation
   (the fusion output starts at zero);
-- the generate stage writes music for the videos of the generate set.
+- the generate stage writes music for the videos of the generate set;
+- optionally (`contrastive.weight > 0`), a likelihood-ratio loss: each item's music is scored again given another
+  item's video, and the model is trained to prefer its own (`video_contrast_loss`), which sharpens what the
+  recommendation score (`audiocraft_ext.recommend`) measures. The training-stage `ce` metric then includes it
+  (`ce` = mean of `ce_q*` + weight x contrast); the validation `ce` (best-state selection) never does.
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -32,7 +36,7 @@ from ..data.mux import mux_music
 from ..data.feature_cache import FeatureCache, module_fingerprint
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..models.builders import get_vidmuse_lm, get_visual_config
-from ..models.lm import VideoBatch, VidMuseLM
+from ..models.lm import VideoBatch, VidMuseLM, mean_token_log_likelihood
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
@@ -52,6 +56,26 @@ def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_lo
     shape = (-1,) + (1,) * (local.dim() - 1)
     return (torch.where(drop.view(shape), null_local, local),
             torch.where(drop.view(shape), null_glob, glob), drop)
+
+
+def video_contrast_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, items: torch.Tensor,
+                        temperature: float) -> torch.Tensor:
+    """Likelihood-ratio loss between each item's music given its own video and given another video.
+
+    Args:
+        logits: `[2B, K, T, card]`: items `0..B-1` under their own videos, items `B..2B-1` the same tokens under
+            other videos.
+        targets: codes `[2B, K, T]` (both halves equal).
+        mask: bool `[2B, K, T]` of scored positions.
+        items: bool `[B]`: the items that take part (not those whose own video was nulled by CFG dropout).
+        temperature: nats per token; the gap `d` (mean log-likelihood per token, own video minus other video)
+            enters as `softplus(-d / temperature)`, the loss of a two-way "which video is it" classifier.
+    Returns:
+        the mean loss over the taking-part items (zero if there are none).
+    """
+    own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
+    losses = torch.nn.functional.softplus(-(own - other) / temperature)
+    return (losses * items.float()).sum() / items.float().sum().clamp(min=1)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
@@ -110,6 +134,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.scaler = torch.amp.GradScaler("cuda")
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
+        self._contrast_items: tp.Optional[torch.Tensor] = None  # set by a training step with the contrastive loss
 
     # ------------------------------------------------------------------ data
     def build_dataloaders(self) -> None:
@@ -178,28 +203,48 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self._null_tokens = self.model.video_encoder.clip_tokens(black)[0].float()
         return self._null_tokens.to(like).expand_as(like[0])[None].expand_as(like)
 
-    def _video_batch(self, batch: Batch, dropout: bool) -> VideoBatch:
-        """The condition of a batch; in training, CFG dropout nulls the video and the text of some items."""
+    def _video_batch(self, batch: Batch, dropout: bool) -> tp.Tuple[VideoBatch, torch.Tensor]:
+        """The condition of a batch and the bool `[B]` mask of its items nulled by CFG dropout (in training,
+        dropout nulls the video and the text of some items; otherwise none is)."""
         _, local, glob, infos = batch
         local, glob = local.to(self.device), glob.to(self.device)
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
-        if dropout:
-            p = float(self.cfg.classifier_free_guidance.training_dropout)
-            local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
-            if texts is not None:
-                texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
-        return VideoBatch(local, glob, descriptions=texts)
+        p = float(self.cfg.classifier_free_guidance.training_dropout) if dropout else 0.0
+        local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
+        if texts is not None:
+            texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
+        return VideoBatch(local, glob, descriptions=texts), drop
+
+    def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
+        """For the contrastive loss: the batch's videos followed by each item's neighbour's video (the batch
+        rolled by one, never nulled; each item keeps its own text)."""
+        _, local, glob, _ = batch
+        other = VideoBatch(local.to(self.device).roll(1, 0), glob.to(self.device).roll(1, 0),
+                           descriptions=video.descriptions)
+        self._contrast_items = ~drop
+        return VideoBatch.cat([video, other])
+
+    def _compute_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+                               ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
+        """AudioCraft's cross-entropy on the batch's own items, plus the weighted `video_contrast_loss` when the
+        step prepared other-video items (`_with_other_videos`)."""
+        items, self._contrast_items = self._contrast_items, None
+        if items is None:
+            return super()._compute_cross_entropy(logits, targets, mask)
+        size = items.shape[0]
+        ce, ce_per_codebook = super()._compute_cross_entropy(logits[:size], targets[:size], mask[:size])
+        contrast = video_contrast_loss(logits, targets, mask, items, float(self.cfg.contrastive.temperature))
+        return ce + float(self.cfg.contrastive.weight) * contrast, ce_per_codebook
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask."""
+        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask (with
+        the contrastive loss in training: `2B` items, see `_with_other_videos`)."""
         audio = batch[0]
         with torch.no_grad():
             audio_tokens, scale = self.compression_model.encode(audio.to(self.device))
             assert scale is None, "the LM needs a codec without scale"
-        video = self._video_batch(batch, dropout=self.model.training)
-        with self.autocast:
-            condition_tensors = self.model.compute_video_condition(video)
+        video, drop = self._video_batch(batch, dropout=self.model.training)
         padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool)
         if self.cfg.tokens.padding_with_special_token:  # tokens of the zero padding past the audio's end
             audio_tokens = audio_tokens.clone()
@@ -207,6 +252,11 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                 valid = math.floor(info.n_frames / info.sample_rate * self.compression_model.frame_rate)
                 audio_tokens[i, :, valid:] = self.model.special_token_id
                 padding_mask[i, :, valid:] = False
+        if self.model.training and self.cfg.contrastive.weight > 0 and len(video) > 1:
+            video = self._with_other_videos(batch, video, drop)
+            audio_tokens, padding_mask = audio_tokens.repeat(2, 1, 1), padding_mask.repeat(2, 1, 1)
+        with self.autocast:
+            condition_tensors = self.model.compute_video_condition(video)
         return condition_tensors, audio_tokens, padding_mask
 
     # ----------------------------------------------------------- generation
@@ -216,7 +266,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         """Generate `gen_duration` seconds of music for each video of the batch (no audio prompt)."""
         start = time.time()
         audio = batch[0]
-        video = self._video_batch(batch, dropout=False)
+        video, _ = self._video_batch(batch, dropout=False)
         null = VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
         with self.autocast:
             conditions = self.model.compute_video_condition(VideoBatch.cat([video, null]))
