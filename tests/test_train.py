@@ -121,7 +121,8 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     assert torch.equal(dropped, out_glob.flatten(1).amax(1) == 0) and torch.equal(dropped, drop)
     assert (out_local.flatten(1).amin(1)[~dropped] == 1).all()
     assert 8 < dropped.sum() < 32
-    assert cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)[0] is local
+    kept_local, _, none = cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)
+    assert kept_local is local and not none.any()
 
 
 def test_video_contrast_loss_prefers_the_own_video():
@@ -129,21 +130,24 @@ def test_video_contrast_loss_prefers_the_own_video():
     targets = torch.randint(0, 8, (3, 2, 5)).repeat(2, 1, 1)
     mask = torch.ones(6, 2, 5, dtype=torch.bool)
     mask[:, 1, 0] = False  # a delay-pattern position: NaN logits, not scored
+    mask[:, :, 4] = False  # padding past the audio's end: the special token (out of the vocabulary), not scored
     logits = torch.randn(3, 2, 5, 8).repeat(2, 1, 1, 1)
     logits[:, 1, 0] = float("nan")
+    targets[:, :, 4] = 8
     everyone = torch.ones(3, dtype=torch.bool)
     tied = video_contrast_loss(logits, targets, mask, everyone, 0.01)
     assert torch.isclose(tied, torch.tensor(2.0).log())  # no video preferred: a coin flip
 
     logits.requires_grad_(True)
     boosted = logits.detach().clone()
-    boosted[:3].scatter_add_(-1, targets[:3, ..., None], torch.full((3, 2, 5, 1), 0.05))  # own video: +0.05 logit
+    in_vocabulary = targets[:3, ..., None].clamp(max=7)
+    boosted[:3].scatter_add_(-1, in_vocabulary, torch.full((3, 2, 5, 1), 0.05))  # own video: +0.05 logit
     loss = video_contrast_loss(boosted, targets, mask, everyone, 0.01)
     assert loss < tied
     video_contrast_loss(logits, targets, mask, everyone, 0.01).backward()
-    own_target_grad = logits.grad[:3].gather(-1, targets[:3, ..., None])
-    assert torch.isfinite(logits.grad.nan_to_num(0)).all() and not logits.grad[:, 1, 0].any()
-    assert (own_target_grad[:, 0] < 0).all()  # descending the loss raises the own video's likelihood
+    own_target_grad = logits.grad[:3].gather(-1, in_vocabulary)
+    assert torch.isfinite(logits.grad).all() and not logits.grad[:, 1, 0].any() and not logits.grad[..., 4, :].any()
+    assert (own_target_grad[:, 0, :4] < 0).all()  # descending the loss raises the own video's likelihood
 
     only_first = torch.tensor([True, False, False])
     worse = boosted.clone()
@@ -233,8 +237,9 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     train = tuned[0]["train"]
     cross_entropy = np.mean([train[f"ce_q{k}"] for k in range(1, 5)])
     assert cross_entropy < train_ce[0] - 0.5
-    assert 0.05 < train["ce"] - cross_entropy < 5  # the training ce includes the contrastive term
-    assert abs(tuned[0]["valid"]["ce"] - np.mean([tuned[0]["valid"][f"ce_q{k}"] for k in range(1, 5)])) < 1e-4
+    for stage in ("train", "valid"):  # ce includes the (positive) contrastive term, so the best state follows it
+        metrics = tuned[0][stage]
+        assert 0 < metrics["ce"] - np.mean([metrics[f"ce_q{k}"] for k in range(1, 5)]) < 5, stage
 
 
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):

@@ -87,11 +87,12 @@ class _GenerationState:
 
 def mean_token_log_likelihood(logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean log-probability per item of codes `[B, K, T]` under logits `[B, K, T, card]`, over the positions
-    where the bool `mask` `[B, K, T]` is set: `[B]` (differentiable). The LM's logits are NaN where the delay
-    pattern has no token; those positions must be masked."""
-    log_probs = torch.log_softmax(logits.float().nan_to_num(), dim=-1).gather(-1, codes.long()[..., None])[..., 0]
-    weights = mask.float()
-    return (log_probs * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp(min=1)
+    where the bool `mask` `[B, K, T]` is set: `[B]` (differentiable; 0 for an item with no position). Only the
+    masked positions are read: elsewhere the LM's logits are NaN (no token in the delay pattern) or the codes
+    may be the padding token (out of the vocabulary)."""
+    scores = torch.zeros(mask.shape, device=logits.device)
+    scores[mask] = -torch.nn.functional.cross_entropy(logits[mask].float(), codes[mask].long(), reduction="none")
+    return scores.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)
 
 
 def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: float = 1.0, top_k: int = 0,

@@ -12,9 +12,11 @@ What changes from MusicGen's solver:
   (the fusion output starts at zero);
 - the generate stage writes music for the videos of the generate set;
 - optionally (`contrastive.weight > 0`), a likelihood-ratio loss: each item's music is scored again given another
-  item's video, and the model is trained to prefer its own (`video_contrast_loss`), which sharpens what the
-  recommendation score (`audiocraft_ext.recommend`) measures. The training-stage `ce` metric then includes it
-  (`ce` = mean of `ce_q*` + weight x contrast); the validation `ce` (best-state selection) never does.
+  item's video, and the model is trained to prefer its own (`video_contrast_loss`): how much a video raises the
+  likelihood of its music is what the recommendation score (`audiocraft_ext.recommend`) ranks by. The `ce`
+  and `ppl` metrics of every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the
+  best state is chosen by the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at
+  least two items per batch (per GPU).
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -50,9 +52,9 @@ def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_lo
     """Classifier-free guidance dropout on a batch: each item's local and global visuals (frames or tokens,
     batch first) are replaced by the null video with probability `p`, independently per item. Returns the new
     visuals and the bool `[B]` mask of dropped items (their text is dropped too)."""
+    if p <= 0:  # no random draw: stages without dropout leave the random stream as it was
+        return local, glob, torch.zeros(local.shape[0], dtype=torch.bool, device=local.device)
     drop = torch.rand(local.shape[0], generator=generator, device=local.device) < p
-    if p <= 0:
-        return local, glob, drop
     shape = (-1,) + (1,) * (local.dim() - 1)
     return (torch.where(drop.view(shape), null_local, local),
             torch.where(drop.view(shape), null_glob, glob), drop)
@@ -134,7 +136,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.scaler = torch.amp.GradScaler("cuda")
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
-        self._contrast_items: tp.Optional[torch.Tensor] = None  # set by a training step with the contrastive loss
+        self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
 
     # ------------------------------------------------------------------ data
     def build_dataloaders(self) -> None:
@@ -215,23 +217,28 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
         return VideoBatch(local, glob, descriptions=texts), drop
 
-    def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
+    def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor
+                           ) -> tp.Tuple[VideoBatch, torch.Tensor]:
         """For the contrastive loss: the batch's videos followed by each item's neighbour's video (the batch
-        rolled by one, never nulled; each item keeps its own text)."""
-        _, local, glob, _ = batch
+        rolled by one, never nulled; each item keeps its own text), and the bool `[B]` mask of the items that
+        take part: not those whose own video was nulled, nor those whose neighbour is a segment of the same
+        video."""
+        _, local, glob, infos = batch
         other = VideoBatch(local.to(self.device).roll(1, 0), glob.to(self.device).roll(1, 0),
                            descriptions=video.descriptions)
-        self._contrast_items = ~drop
-        return VideoBatch.cat([video, other])
+        paths = [info.meta.video_path for info in infos]
+        same = torch.tensor([path == paths[i - 1] for i, path in enumerate(paths)], device=drop.device)
+        return VideoBatch.cat([video, other]), ~drop & ~same
 
     def _compute_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
         """AudioCraft's cross-entropy on the batch's own items, plus the weighted `video_contrast_loss` when the
         step prepared other-video items (`_with_other_videos`)."""
-        items, self._contrast_items = self._contrast_items, None
+        items = self._contrast_items
         if items is None:
             return super()._compute_cross_entropy(logits, targets, mask)
         size = items.shape[0]
+        assert logits.shape[0] == 2 * size, "contrastive items do not match the batch"
         ce, ce_per_codebook = super()._compute_cross_entropy(logits[:size], targets[:size], mask[:size])
         contrast = video_contrast_loss(logits, targets, mask, items, float(self.cfg.contrastive.temperature))
         return ce + float(self.cfg.contrastive.weight) * contrast, ce_per_codebook
@@ -239,7 +246,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask (with
-        the contrastive loss in training: `2B` items, see `_with_other_videos`)."""
+        the contrastive loss: `2B` items, see `_with_other_videos`)."""
         audio = batch[0]
         with torch.no_grad():
             audio_tokens, scale = self.compression_model.encode(audio.to(self.device))
@@ -252,8 +259,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                 valid = math.floor(info.n_frames / info.sample_rate * self.compression_model.frame_rate)
                 audio_tokens[i, :, valid:] = self.model.special_token_id
                 padding_mask[i, :, valid:] = False
-        if self.model.training and self.cfg.contrastive.weight > 0 and len(video) > 1:
-            video = self._with_other_videos(batch, video, drop)
+        self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
+        if self.cfg.contrastive.weight > 0 and len(video) > 1:
+            video, self._contrast_items = self._with_other_videos(batch, video, drop)
             audio_tokens, padding_mask = audio_tokens.repeat(2, 1, 1), padding_mask.repeat(2, 1, 1)
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
