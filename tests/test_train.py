@@ -16,6 +16,7 @@ from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
 from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
+from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
 from audiocraft_ext.train import main, resolve_checkpoint_reference
@@ -126,34 +127,38 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
 
 
 def test_video_contrast_loss_prefers_the_own_video():
+    own = torch.tensor([-1.0, -2.0, -3.0])  # music i given video i
+    other = torch.tensor([-1.5, -2.5, -2.0])  # music i given video i-1
+    everyone = torch.ones(3, dtype=torch.bool)
+    softplus = torch.nn.functional.softplus
+    assert torch.isclose(video_contrast_loss(own, other, everyone, 1.0),
+                         softplus(-torch.tensor([0.5, 0.5, -1.0])).mean())
+    assert torch.isclose(video_contrast_loss(own, other, torch.tensor([False, False, True]), 0.5),
+                         softplus(torch.tensor(2.0)))
+    assert video_contrast_loss(own, other, torch.zeros(3, dtype=torch.bool), 1.0) == 0
+    assert torch.isclose(video_contrast_loss(own, own, everyone, 0.01), torch.tensor(2.0).log())  # a coin flip
+    own.requires_grad_(True)
+    video_contrast_loss(own, other, everyone, 0.1).backward()
+    assert (own.grad < 0).all()  # descending the loss raises the own video's likelihood
+
+
+def test_mean_token_log_likelihood_reads_only_masked_positions():
     torch.manual_seed(0)
-    targets = torch.randint(0, 8, (3, 2, 5)).repeat(2, 1, 1)
-    mask = torch.ones(6, 2, 5, dtype=torch.bool)
+    codes = torch.randint(0, 8, (2, 2, 5))
+    mask = torch.ones(2, 2, 5, dtype=torch.bool)
     mask[:, 1, 0] = False  # a delay-pattern position: NaN logits, not scored
     mask[:, :, 4] = False  # padding past the audio's end: the special token (out of the vocabulary), not scored
-    logits = torch.randn(3, 2, 5, 8).repeat(2, 1, 1, 1)
+    logits = torch.randn(2, 2, 5, 8)
     logits[:, 1, 0] = float("nan")
-    targets[:, :, 4] = 8
-    everyone = torch.ones(3, dtype=torch.bool)
-    tied = video_contrast_loss(logits, targets, mask, everyone, 0.01)
-    assert torch.isclose(tied, torch.tensor(2.0).log())  # no video preferred: a coin flip
-
+    codes[:, :, 4] = 8
     logits.requires_grad_(True)
-    boosted = logits.detach().clone()
-    in_vocabulary = targets[:3, ..., None].clamp(max=7)
-    boosted[:3].scatter_add_(-1, in_vocabulary, torch.full((3, 2, 5, 1), 0.05))  # own video: +0.05 logit
-    loss = video_contrast_loss(boosted, targets, mask, everyone, 0.01)
-    assert loss < tied
-    video_contrast_loss(logits, targets, mask, everyone, 0.01).backward()
-    own_target_grad = logits.grad[:3].gather(-1, in_vocabulary)
+    scores = mean_token_log_likelihood(logits, codes, mask)
+    expected = torch.log_softmax(logits.detach(), -1).gather(-1, codes.clamp(max=7)[..., None])[..., 0]
+    assert torch.allclose(scores, expected.where(mask, 0).sum((1, 2)) / mask.sum((1, 2)))
+    scores.sum().backward()
     assert torch.isfinite(logits.grad).all() and not logits.grad[:, 1, 0].any() and not logits.grad[..., 4, :].any()
-    assert (own_target_grad[:, 0, :4] < 0).all()  # descending the loss raises the own video's likelihood
-
-    only_first = torch.tensor([True, False, False])
-    worse = boosted.clone()
-    worse[4] = boosted[1]  # item 1 now fits another video better, but it does not take part
-    assert torch.isclose(video_contrast_loss(worse, targets, mask, only_first, 0.01),
-                         video_contrast_loss(boosted, targets, mask, only_first, 0.01))
+    target_grad = logits.grad.gather(-1, codes.clamp(max=7)[..., None])[..., 0]
+    assert (target_grad[mask] > 0).all()  # ascending the score raises each scored token's probability
 
 
 def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):

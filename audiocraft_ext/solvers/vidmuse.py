@@ -12,11 +12,10 @@ What changes from MusicGen's solver:
   (the fusion output starts at zero);
 - the generate stage writes music for the videos of the generate set;
 - optionally (`contrastive.weight > 0`), a likelihood-ratio loss: each item's music is scored again given another
-  item's video, and the model is trained to prefer its own (`video_contrast_loss`): how much a video raises the
-  likelihood of its music is what the recommendation score (`audiocraft_ext.recommend`) ranks by. The `ce`
-  and `ppl` metrics of every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the
-  best state is chosen by the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at
-  least two items per batch (per GPU).
+  item's video, and the model learns to prefer its own (`video_contrast_loss`). The `ce` and `ppl` metrics of
+  every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the best state is chosen by
+  the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
+  (per GPU).
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -60,22 +59,20 @@ def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_lo
             torch.where(drop.view(shape), null_glob, glob), drop)
 
 
-def video_contrast_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, items: torch.Tensor,
-                        temperature: float) -> torch.Tensor:
-    """Likelihood-ratio loss between each item's music given its own video and given another video.
+def video_contrast_loss(own: torch.Tensor, other: torch.Tensor, items: torch.Tensor, temperature: float
+                        ) -> torch.Tensor:
+    """Likelihood-ratio loss of a batch whose music was scored given its own videos and given other ones: for
+    item i's music, its own video against video i-1.
 
     Args:
-        logits: `[2B, K, T, card]`: items `0..B-1` under their own videos, items `B..2B-1` the same tokens under
-            other videos.
-        targets: codes `[2B, K, T]` (both halves equal).
-        mask: bool `[2B, K, T]` of scored positions.
-        items: bool `[B]`: the items that take part (not those whose own video was nulled by CFG dropout).
-        temperature: nats per token; the gap `d` (mean log-likelihood per token, own video minus other video)
-            enters as `softplus(-d / temperature)`, the loss of a two-way "which video is it" classifier.
+        own: `[B]` mean log-likelihood per token of item i's music given its own video.
+        other: `[B]` the same given item i-1's video (the batch's videos rolled by one).
+        items: bool `[B]`: the items that take part (see `VidMuseSolver._with_other_videos`).
+        temperature: nats per token; the gap `own - other` enters as `softplus(-gap / temperature)`, the loss of a
+            two-way classifier that tells the true video by the likelihood it gives the music.
     Returns:
         the mean loss over the taking-part items (zero if there are none).
     """
-    own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
     losses = torch.nn.functional.softplus(-(own - other) / temperature)
     return (losses * items.float()).sum() / items.float().sum().clamp(min=1)
 
@@ -217,18 +214,17 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
         return VideoBatch(local, glob, descriptions=texts), drop
 
-    def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor
-                           ) -> tp.Tuple[VideoBatch, torch.Tensor]:
+    def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
         """For the contrastive loss: the batch's videos followed by each item's neighbour's video (the batch
-        rolled by one, never nulled; each item keeps its own text), and the bool `[B]` mask of the items that
-        take part: not those whose own video was nulled, nor those whose neighbour is a segment of the same
-        video."""
+        rolled by one, never nulled; each item keeps its own text). Sets `_contrast_items`, the items that take
+        part: not those whose own video was nulled, nor those whose neighbour is a segment of the same video."""
         _, local, glob, infos = batch
         other = VideoBatch(local.to(self.device).roll(1, 0), glob.to(self.device).roll(1, 0),
                            descriptions=video.descriptions)
         paths = [info.meta.video_path for info in infos]
         same = torch.tensor([path == paths[i - 1] for i, path in enumerate(paths)], device=drop.device)
-        return VideoBatch.cat([video, other]), ~drop & ~same
+        self._contrast_items = ~drop & ~same
+        return VideoBatch.cat([video, other])
 
     def _compute_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
@@ -240,7 +236,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         size = items.shape[0]
         assert logits.shape[0] == 2 * size, "contrastive items do not match the batch"
         ce, ce_per_codebook = super()._compute_cross_entropy(logits[:size], targets[:size], mask[:size])
-        contrast = video_contrast_loss(logits, targets, mask, items, float(self.cfg.contrastive.temperature))
+        own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
+        contrast = video_contrast_loss(own, other, items, float(self.cfg.contrastive.temperature))
         return ce + float(self.cfg.contrastive.weight) * contrast, ce_per_codebook
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
@@ -261,7 +258,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                 padding_mask[i, :, valid:] = False
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
-            video, self._contrast_items = self._with_other_videos(batch, video, drop)
+            video = self._with_other_videos(batch, video, drop)
             audio_tokens, padding_mask = audio_tokens.repeat(2, 1, 1), padding_mask.repeat(2, 1, 1)
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
