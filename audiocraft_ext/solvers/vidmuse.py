@@ -208,10 +208,12 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         _, local, glob, infos = batch
         local, glob = local.to(self.device), glob.to(self.device)
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
-        p = float(self.cfg.classifier_free_guidance.training_dropout) if dropout else 0.0
-        local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
-        if texts is not None:
-            texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
+        drop = torch.zeros(local.shape[0], dtype=torch.bool, device=self.device)
+        if dropout:
+            p = float(self.cfg.classifier_free_guidance.training_dropout)
+            local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
+            if texts is not None:
+                texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
         return VideoBatch(local, glob, descriptions=texts), drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
