@@ -1,5 +1,7 @@
 """The synthetic corpus: deterministic, its music follows its rules, and the evaluation runs end to end."""
 
+import colorsys
+
 import numpy as np
 import soundfile
 
@@ -8,7 +10,7 @@ from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.data.video_dataset import load_video_audio_meta
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.attributes import music_attributes, spearman
-from audiocraft_ext.synth.corpus import sample_spec, scenes_for, synthesize, write_corpus
+from audiocraft_ext.synth.corpus import PROGRESSION, sample_spec, scenes_for, synthesize, write_corpus
 from audiocraft_ext.synth.evaluate import evaluate, format_summary
 
 
@@ -22,6 +24,18 @@ def test_reference_music_follows_the_rules():
     measured = [music_attributes(synthesize(spec), 32000) for spec in specs]
     assert spearman([s.brightness for s in specs], [m["pitch"] for m in measured]) > 0.8
     assert spearman([s.speed for s in specs], [m["onset_rate"] for m in measured]) > 0.8
+
+
+def test_background_hue_names_the_chord():
+    for seed in range(20):
+        spec = sample_spec(seed)
+        scenes = scenes_for(spec)
+        assert len(scenes) == len(spec.chords) == len(spec.cuts) + 1
+        for scene, chord in zip(scenes, spec.chords):
+            for color in (scene.top, scene.bottom):
+                hue = colorsys.rgb_to_hsv(*(c / 255 for c in color))[0]
+                sector = round(hue * len(PROGRESSION)) % len(PROGRESSION)
+                assert sector == chord, (seed, color, chord)
 
 
 def test_camera_pans_at_the_clip_speed():

@@ -1,1 +1,1 @@
-"""The procedural audio-visual corpus (rules: brightness -> pitch, speed -> tempo, cuts -> chords) and its evaluation."""
+"""The procedural audio-visual corpus (rules: brightness -> pitch, speed -> tempo, hue -> chord) and its evaluation."""

@@ -7,18 +7,20 @@ over a textured wall); its music is synthesised from the same parameters:
 - **speed -> tempo**: one speed drives the shapes' orbits (turns per second) and the camera pan (frames per
   second, in a random direction), and sets the number of note onsets per second (faster motion, more onsets).
   The pan moves every patch of the picture, not only the few a shape crosses;
-- **scene cuts -> chord changes**: every scene plays its own chord of a progression.
+- **background hue -> chord**: every scene plays its own chord of a progression, named by the hue of its
+  background (five hue sectors, one per chord), so a scene cut is a chord change the picture announces;
 Motion stays slow enough for 2 fps local frames to resolve it (under a quarter turn, and under half a stripe
 period of pan, between two frames 0.5 s apart), and fast enough at the top of its range for a shape to cross
 a 32-pixel CLIP patch between them.
-Shapes, sizes, colours, orbits, directions and backgrounds vary at random, so that a model has to learn the
-rules rather than the pictures.
+Shapes, sizes, shape colours, orbits, directions, the background's saturation and value, and the hue within its
+sector vary at random, so that a model has to learn the rules rather than the pictures.
 
     python -m audiocraft_ext.synth.corpus --out egs/synth/train --count 2000 --seed 0
     python -m audiocraft_ext.synth.corpus --out egs/synth/test --count 24 --seed 100000
 """
 
 import argparse
+import colorsys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 import json
@@ -41,6 +43,9 @@ BASE_NOTE_RANGE = (45, 72)       # MIDI note of the lowest chord tone: A2 (dark)
 STRIPE_PERIOD = 0.5             # frame units: the pan (<= 0.22 frame between 2 fps frames) stays under half of it
 STRIPES_RANGE = (0.15, 0.3)      # relative amplitude of the background's stripes
 PROGRESSION = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (9, 12, 16), (2, 5, 9)]  # I, IV, V, vi, ii (semitones)
+HUE_JITTER = 0.04                # a chord's hue sector is centred on index / 5 (red, lime, teal, blue, purple)
+SATURATION_RANGE = (0.45, 0.85)
+VALUE_RANGE = (0.45, 0.85)       # before the brightness gain
 
 
 @dataclass
@@ -80,21 +85,30 @@ def sample_spec(seed: int, duration: float = 10.0) -> ClipSpec:
                     cuts, chords)
 
 
+def chord_color(chord: int, rng: np.random.Generator) -> tp.Tuple[int, int, int]:
+    """An RGB background colour whose hue lies in the sector of `chord` (index in `PROGRESSION`), with random
+    saturation and value."""
+    hue = (chord / len(PROGRESSION) + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 1.0
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE))
+    return tuple(int(round(255 * c)) for c in rgb)
+
+
 def scenes_for(spec: ClipSpec) -> tp.List[Scene]:
-    """The video: one `Scene` per segment between cuts; shapes orbit, and the camera pans, at the clip's speed."""
+    """The video: one `Scene` per segment between cuts, its background in the hue of the scene's chord; shapes
+    orbit, and the camera pans, at the clip's speed."""
     rng = np.random.default_rng(spec.seed + 1)
     bounds = [0.0, *spec.cuts, spec.duration]
     scenes = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        def color(low=40, high=215):
-            return tuple(int(c) for c in rng.integers(low, high, 3))
-        shapes = [Shape(kind=str(rng.choice(SHAPES)), color=color(90, 256), size=float(rng.uniform(0.15, 0.3)),
+    for scene, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        chord = spec.chords[scene % len(spec.chords)]
+        shapes = [Shape(kind=str(rng.choice(SHAPES)), color=tuple(int(c) for c in rng.integers(90, 256, 3)),
+                        size=float(rng.uniform(0.15, 0.3)),
                         center=(float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.35, 0.65))),
                         orbit=float(rng.uniform(0.15, 0.3)), speed=spec.speed * float(rng.choice([-1, 1])),
                         phase=float(rng.uniform(0, 1))) for _ in range(int(rng.integers(1, 4)))]
         direction = float(rng.uniform(0, 2 * np.pi))
         pan = (spec.speed * float(np.cos(direction)), spec.speed * float(np.sin(direction)))
-        scenes.append(Scene(end - start, color(), color(), spec.brightness, shapes,
+        scenes.append(Scene(end - start, chord_color(chord, rng), chord_color(chord, rng), spec.brightness, shapes,
                             stripes=float(rng.uniform(*STRIPES_RANGE)), stripe_period=STRIPE_PERIOD, pan=pan))
     return scenes
 
