@@ -37,6 +37,14 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
 CACHE_FOLDER = ".audiocraft_ext_tokens"
 
 
+@torch.no_grad()
+def encode_audio(model: VidMuse, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Codec tokens `[K, T]` (int16, on CPU) of audio `[C, N]` at `sample_rate` (converted to the model's)."""
+    wav = convert_audio(wav, sample_rate, model.sample_rate, model.audio_channels)
+    codes, _ = model.compression_model.encode(wav[None].to(model.device))
+    return codes[0].cpu().short()
+
+
 class TrackTokenCache:
     """Codec tokens `[K, T]` of audio files, stored per file in `folder`, keyed by path, size, mtime and codec."""
 
@@ -55,10 +63,7 @@ class TrackTokenCache:
         path = self._path(track)
         if path.exists():
             return torch.load(path, map_location="cpu", weights_only=True)
-        wav, sr = audio_read(track)
-        wav = convert_audio(wav, sr, self.model.sample_rate, self.model.audio_channels)
-        codes, _ = self.model.compression_model.encode(wav[None].to(self.model.device))
-        codes = codes[0].cpu().short()
+        codes = encode_audio(self.model, *audio_read(track))
         with atomic_output(path) as tmp:
             torch.save(codes, tmp)
         return codes

@@ -10,7 +10,8 @@ from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.data.video_dataset import load_video_audio_meta
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.attributes import music_attributes, spearman
-from audiocraft_ext.synth.corpus import PROGRESSION, sample_spec, scenes_for, synthesize, write_corpus
+from audiocraft_ext.synth.corpus import (PROGRESSION, chord_variants, sample_spec, scenes_for, spec_from_row,
+                                         synthesize, write_corpus)
 from audiocraft_ext.synth.evaluate import evaluate, format_summary
 
 
@@ -36,6 +37,18 @@ def test_background_hue_names_the_chord():
                 hue = colorsys.rgb_to_hsv(*(c / 255 for c in color))[0]
                 sector = round(hue * len(PROGRESSION)) % len(PROGRESSION)
                 assert sector == chord, (seed, color, chord)
+
+
+def test_chord_variants_change_only_the_harmony():
+    spec = sample_spec(11)
+    variants = chord_variants(spec)
+    assert len(variants) == len(PROGRESSION) and variants[0] == spec
+    assert len({tuple(v.chords) for v in variants}) == len(variants)
+    for variant in variants[1:]:
+        assert (variant.base_note, variant.onsets_per_second, variant.cuts) == (spec.base_note,
+                                                                                spec.onsets_per_second, spec.cuts)
+        assert all(a != b for a, b in zip(variant.chords, spec.chords))
+        assert not np.allclose(synthesize(variant), synthesize(spec))
 
 
 def test_camera_pans_at_the_clip_speed():
@@ -75,4 +88,8 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     summary = results["summary"]
     assert summary["clips"] == 3 and set(summary) >= {"reference", "generated", "null_video", "codec"}
     assert summary["reference"]["brightness_pitch"] > 0.9  # three clips, exact ranks
-    assert "brightness->pitch" in format_summary(summary)
+    assert summary["hue_chord"]["chance"] == 1 / len(PROGRESSION)
+    assert 0 <= summary["hue_chord"]["own_chords_first"] <= 1
+    for row, spec in zip(results["clips"], specs):
+        assert spec_from_row(row) == spec and len(row["chord_scores"]) == len(PROGRESSION)
+    assert "brightness->pitch" in format_summary(summary) and "hue -> chord" in format_summary(summary)

@@ -22,7 +22,7 @@ sector vary at random, so that a model has to learn the rules rather than the pi
 import argparse
 import colorsys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 import json
 from pathlib import Path
 import typing as tp
@@ -43,7 +43,7 @@ BASE_NOTE_RANGE = (45, 72)       # MIDI note of the lowest chord tone: A2 (dark)
 STRIPE_PERIOD = 0.5             # frame units: the pan (<= 0.22 frame between 2 fps frames) stays under half of it
 STRIPES_RANGE = (0.15, 0.3)      # relative amplitude of the background's stripes
 PROGRESSION = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (9, 12, 16), (2, 5, 9)]  # I, IV, V, vi, ii (semitones)
-HUE_JITTER = 0.04                # a chord's hue sector is centred on index / 5 (red, lime, teal, blue, purple)
+HUE_JITTER = 0.04                # chord k's hue sector is centred on k / 5: red, yellow-green, green, azure, violet
 SATURATION_RANGE = (0.45, 0.85)
 VALUE_RANGE = (0.45, 0.85)       # before the brightness gain
 
@@ -65,6 +65,18 @@ class ClipSpec:
     @property
     def base_note(self) -> float:
         return _lerp(BASE_NOTE_RANGE, _unit(self.brightness, BRIGHTNESS_RANGE))
+
+
+def spec_from_row(row: tp.Dict[str, tp.Any]) -> "ClipSpec":
+    """The `ClipSpec` of a row of `attributes.jsonl` (which holds its fields and measured extras)."""
+    return ClipSpec(**{f.name: row[f.name] for f in fields(ClipSpec)})
+
+
+def chord_variants(spec: ClipSpec) -> tp.List[ClipSpec]:
+    """`spec` itself, then the same clip with every scene's chord moved k steps along `PROGRESSION`
+    (k = 1 .. 4): same register, tempo and cuts, other harmony in every scene."""
+    return [replace(spec, chords=[(chord + k) % len(PROGRESSION) for chord in spec.chords])
+            for k in range(len(PROGRESSION))]
 
 
 def _unit(value: float, bounds: tp.Tuple[float, float]) -> float:

@@ -4,8 +4,10 @@ For every clip of a corpus folder (`attributes.jsonl`, see `audiocraft_ext.synth
 the public `VidMuse.generate` (default sampling), measures the music's pitch register and onset rate, and reports
 Spearman's rho between the driving attributes (brightness, speed) and the measured ones; the same for the
 reference music (the rules' ceiling) and, with `--null_ablation`, for music generated from the null (black) video,
-where the correlations should vanish. It also reports the codec's reconstruction of the reference music (SI-SNR,
-mel distance).
+where the correlations should vanish. For the hue -> chord rule it scores, with the recommendation score, each
+clip's own music against the same music with other chords in every scene (`chord_variants`: same register,
+tempo and cuts) and reports how often the own chords score highest (chance 1/5). It also reports the codec's
+reconstruction of the reference music (SI-SNR, mel distance).
 
     python -m audiocraft_ext.synth.evaluate --model_path ./model --corpus egs/synth/test --null_ablation
 """
@@ -25,7 +27,9 @@ from tqdm import tqdm
 
 from ..data.video import VideoFrames
 from ..models.vidmuse import VidMuse
+from ..recommend import encode_audio, score_tracks
 from .attributes import music_attributes, spearman
+from .corpus import PROGRESSION, SAMPLE_RATE, chord_variants, spec_from_row, synthesize
 
 
 def load_attributes(corpus: Path) -> tp.List[dict]:
@@ -57,6 +61,12 @@ def codec_reconstruction(model: VidMuse, wavs: tp.List[torch.Tensor]) -> tp.Dict
     return {"si_snr_db": sum(scores) / len(scores), "mel_l1": sum(distances) / len(distances)}
 
 
+def chord_scores(model: VidMuse, frames: VideoFrames, row: dict) -> tp.List[float]:
+    """Recommendation scores, for the clip's video, of its music and of its `chord_variants` (own music first)."""
+    variants = [torch.from_numpy(synthesize(spec))[None] for spec in chord_variants(spec_from_row(row))]
+    return score_tracks(model, frames, [encode_audio(model, wav, SAMPLE_RATE) for wav in variants])
+
+
 def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = False,
              limit: tp.Optional[int] = None, progress: bool = False) -> dict:
     """Generate for each clip and measure; returns per-clip rows and the summary correlations."""
@@ -69,6 +79,7 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
         frames = model.load_video(row["video_path"])
         generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
+        row["chord_scores"] = chord_scores(model, frames, row)
         if null_ablation:  # the same draws without the picture: what is left of the correlations
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
@@ -76,6 +87,8 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
             row["null"] = music_attributes(null_music[0].numpy(), model.sample_rate)
     summary = {"clips": len(rows), "reference": correlations(rows, "reference"),
                "generated": correlations(rows, "generated"),
+               "hue_chord": {"own_chords_first": sum(r["chord_scores"][0] > max(r["chord_scores"][1:]) for r in rows)
+                             / len(rows), "chance": 1 / len(PROGRESSION)},
                "codec": codec_reconstruction(model, references)}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
@@ -89,6 +102,9 @@ def format_summary(summary: dict) -> str:
             c = summary[key]
             lines.append(f"  {key:<28}{c['brightness_pitch']:>10.2f}{c['brightness_centroid']:>20.2f}"
                          f"{c['speed_onsets']:>15.2f}")
+    chords = summary["hue_chord"]
+    lines.append(f"hue -> chord: own chords score highest for {chords['own_chords_first']:.2f} of the clips "
+                 f"(against the same music with other chords; chance {chords['chance']:.2f})")
     codec = summary["codec"]
     lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}")
     return "\n".join(lines)
