@@ -1,19 +1,30 @@
-"""Decoding speed of VidMuse's LM: our path (cached cross-attention) against AudioCraft's `LMModel.generate`.
+"""Generation speed of VidMuse's LM on this machine: a whole 30 s window, through the loader, in any weight format.
 
-Both run on the same random weights, shaped like VidMuse-small (dim 1024, 16 heads, 24 layers; `--layers`
-shrinks it), with the same 30 s video memory (3000 tokens) and classifier-free guidance (one video + its null:
-batch 2). The baseline is AudioCraft's own `LMModel` fed the memory through a conditioner, so it recomputes the
-cross-attention keys and values at every step, as the release does.
+The benchmark writes a random-weight checkpoint in the release's layout (official key names, no visual config)
+to a temporary folder, loads it with `load_lm_model(folder, dtype=...)` as users do, and generates one 30 s
+window for a random 30 s video (60 local + 32 global frames; batch 2 with the CFG null video). It prints:
+- the first step (video memory: CLIP, long-short-term fusion, and its cross-attention keys/values) in seconds;
+- the decoding rate at the start and at the end of the window (the self-attention cache grows along it);
+- `seconds for 30 s of music: X` (first step + all decoding steps, wall clock);
+- the bytes read per step (weights + video-memory keys/values + self-attention cache, at its mean length) and
+  the fraction of the read bound (a streaming read measured here) the decoding reaches;
+- `ratio: X`: our decoding rate over AudioCraft's own `LMModel.generate` on the same (float) weights, both over
+  the same first `--baseline_steps` steps, first step included. The baseline is fed the same memory through a
+  conditioner, so it recomputes the cross-attention keys/values at every step, as the release does.
+With `--peak_memory`, each format is also loaded in a fresh process and its peak resident set printed.
 
-Prints steps/s for both, `ratio: X` (ours / AudioCraft), the memory-bandwidth bound (bytes of LM weights read
-per step / a read bandwidth measured here) and the fraction of that bound our path reaches.
-
-    python benchmarks/generation_speed.py --layers 4
+    python benchmarks/generation_speed.py --scale small
+    python benchmarks/generation_speed.py --scale medium --dtype int8 --peak_memory
 """
 
 import argparse
 from dataclasses import dataclass
-import logging
+import gc
+import json
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
 import time
 import typing as tp
 import warnings
@@ -22,10 +33,19 @@ from audiocraft.models.lm import LMModel
 from audiocraft.modules.conditioners import ConditioningAttributes, ConditioningProvider, TextConditioner
 import torch
 
-from audiocraft_ext.models.builders import get_condition_fuser, get_vidmuse_lm, load_lm_config
-from audiocraft_ext.models.lm import VIDEO_CONDITION
+from audiocraft_ext.models.builders import get_condition_fuser
+from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM
+from audiocraft_ext.models.loaders import load_lm_model
+from audiocraft_ext.modules.cross_attention import MemoryRows, cross_attention_modules
+from audiocraft_ext.modules.int8 import Int8Linear
+
+from random_checkpoint import random_video, write_official_layout_checkpoint
 
 warnings.filterwarnings("ignore")
+
+FRAME_RATE = 50  # EnCodec 32 kHz tokens per second
+LOCAL_FPS = 2
+GLOBAL_FRAMES = 32  # the release's inference value
 
 
 class FixedMemoryConditioner(TextConditioner):
@@ -45,8 +65,8 @@ class FixedMemoryConditioner(TextConditioner):
         return memory, torch.ones(memory.shape[:2], dtype=torch.bool)
 
 
-def measure_read_bandwidth(num_bytes: int = 1 << 30, repeats: int = 5) -> float:
-    """Bytes per second of a streaming read (sum over a float32 buffer larger than the caches), best of runs."""
+def measure_read_bandwidth(num_bytes: int = 1 << 31, repeats: int = 5) -> float:
+    """Bytes per second of a streaming read (sum over a float32 buffer far larger than the caches), best of runs."""
     buffer = torch.ones(num_bytes // 4)
     best = float("inf")
     for _ in range(repeats):
@@ -56,95 +76,171 @@ def measure_read_bandwidth(num_bytes: int = 1 << 30, repeats: int = 5) -> float:
     return num_bytes / best
 
 
+def peak_memory_gb(folder: Path, dtype: str) -> float:
+    """Peak resident set (GB) of a fresh process that loads `folder` with `dtype`."""
+    code = ("import resource, warnings; warnings.filterwarnings('ignore');"
+            "from audiocraft_ext.models.loaders import load_lm_model;"
+            f"lm = load_lm_model({str(folder)!r}, dtype={dtype!r});"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1]) * 1024 / 1e9
+
+
 @dataclass
-class Timing:
-    steps: int
-    seconds: float
-    first_step_seconds: float  # includes the one-time work (our path projects the memory keys/values there)
+class WindowTiming:
+    first_step: float  # seconds: video memory + first decoding step
+    stamps: tp.List[float]  # time of each decoding step's end, from the start
+    start_rate: float  # steps/s over the first steps after the first one
+    end_rate: float  # steps/s over the last steps of the window
 
     @property
-    def rate(self) -> float:
-        return self.steps / self.seconds
-
-    @property
-    def steady_rate(self) -> float:
-        return (self.steps - 1) / (self.seconds - self.first_step_seconds)
+    def total(self) -> float:
+        return self.stamps[-1]
 
 
-def time_generation(generate: tp.Callable[[tp.Callable[[int, int], None]], torch.Tensor]) -> Timing:
-    """Run `generate(callback)`, timing every decoding step through the callback."""
-    stamps = []
+def time_window(lm: VidMuseLM, video: VideoBatch, tokens: int, edge_steps: int) -> WindowTiming:
+    """Generate `tokens` timesteps for `video` (with its CFG null), from the frames, timing every step."""
+    stamps: tp.List[float] = []
     start = time.perf_counter()
-    generate(lambda done, total: stamps.append(time.perf_counter()))
-    end = time.perf_counter()
-    return Timing(len(stamps), end - start, stamps[0] - start)
+    conditions = lm.compute_video_condition(video, with_null=True)
+    lm.generate(cfg_condition_tensors=conditions, max_gen_len=tokens, use_sampling=True, top_k=250, cfg_coef=3.0,
+                generators=[torch.Generator().manual_seed(0)],
+                callback=lambda done, total: stamps.append(time.perf_counter() - start))
+    steps = len(stamps)
+    edge = min(edge_steps, (steps - 1) // 2)
+    return WindowTiming(stamps[0], stamps, edge / (stamps[edge] - stamps[0]),
+                        edge / (stamps[-1] - stamps[-1 - edge]))
+
+
+def decode_bytes_per_step(lm: VidMuseLM, memory_rows: int, mean_cache_length: float, batch: int) -> tp.Dict[str, float]:
+    """Bytes read by one decoding step: the weights it uses, the video-memory keys/values of all layers
+    (`memory_rows` rows over the batch), the self-attention cache at `mean_cache_length` positions."""
+    weights = 0
+    skip = set()
+    for module in cross_attention_modules(lm.transformer):  # the memory projection runs once per window
+        if hasattr(module, "in_proj_weight"):
+            skip.add(id(module.in_proj_weight))
+            weights += module.in_proj_weight[:module.embed_dim].numel() * module.in_proj_weight.element_size()
+    for name, param in lm.named_parameters():
+        if not name.startswith(("video_encoder.", "emb.", "condition_provider.")) and id(param) not in skip:
+            weights += param.numel() * param.element_size()
+    weights += sum(module.nbytes for module in lm.modules() if isinstance(module, Int8Linear))
+    layers, dim = len(lm.transformer.layers), lm.dim
+    cross = lm.transformer.layers[0].cross_attention
+    memory_size = torch.tensor([], dtype=getattr(cross, "memory_dtype", None) or torch.float32).element_size()
+    self_attn = lm.transformer.layers[0].self_attn
+    cache_size = torch.tensor([], dtype=getattr(self_attn, "kv_cache_dtype", None) or torch.float32).element_size()
+    return {"weights": weights, "memory": 2 * layers * memory_rows * dim * memory_size,
+            "self_attention_cache": 2 * layers * batch * mean_cache_length * dim * cache_size}
+
+
+def audiocraft_baseline(lm: VidMuseLM, memory: torch.Tensor, null_memory: torch.Tensor) -> LMModel:
+    """AudioCraft's `LMModel` with `lm`'s transformer weights (float), fed `[memory, null]` by a conditioner."""
+    cfg = lm.cfg
+    kwargs = {k: v for k, v in cfg.transformer_lm.items() if k not in ("cross_attention",)}
+    with torch.device("meta"):
+        baseline = LMModel(pattern_provider=lm.pattern_provider,
+                           condition_provider=ConditioningProvider({VIDEO_CONDITION: FixedMemoryConditioner(
+                               memory, null_memory)}),
+                           fuser=get_condition_fuser(), cross_attention=True, cfg_coef=3.0, **kwargs)
+    state = {k: v for k, v in lm.state_dict().items() if not k.startswith("video_encoder.")}
+    missing, unexpected = baseline.load_state_dict(state, strict=False, assign=True)
+    missing = [k for k in missing if not k.startswith("condition_provider.")]  # the conditioner's unused proj
+    assert not missing and not unexpected, (missing, unexpected)
+    baseline.condition_provider.conditioners[VIDEO_CONDITION].output_proj.to_empty(device="cpu")
+    return baseline.eval()
+
+
+def time_steps(generate: tp.Callable[[tp.Callable[[int, int], None]], tp.Any]) -> float:
+    """Seconds of `generate(callback)`."""
+    start = time.perf_counter()
+    generate(lambda done, total: None)
+    return time.perf_counter() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=24, help="transformer layers (24 for VidMuse-small)")
-    parser.add_argument("--steps", type=int, default=20, help="decoding steps to time")
-    parser.add_argument("--memory_tokens", type=int, default=3000, help="video memory length (30 s x 2 fps x 50)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--scale", choices=["small", "medium"], default="small",
+                        help="LM shape: VidMuse-small (dim 1024, 24 layers) or the release's medium (1536, 48)")
+    parser.add_argument("--layers", type=int, default=None, help="fewer transformer layers (quick runs)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
+    parser.add_argument("--seconds", type=float, default=30.0, help="music to generate (one window: <= 30)")
+    parser.add_argument("--baseline_steps", type=int, default=None,
+                        help="steps for the ratio against AudioCraft (default 20 small, 4 medium)")
+    parser.add_argument("--edge_steps", type=int, default=50, help="steps timed at the start and at the end")
+    parser.add_argument("--peak_memory", action="store_true",
+                        help="also load float32, bfloat16 and int8 in fresh processes and print their peak RSS")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    baseline_steps = args.baseline_steps or (20 if args.scale == "small" else 4)
     torch.manual_seed(0)
+    figures: tp.Dict[str, tp.Any] = {"scale": args.scale, "layers": args.layers, "dtype": args.dtype,
+                                     "threads": torch.get_num_threads()}
 
-    cfg = load_lm_config(["model/lm/model_scale=small", f"transformer_lm.num_layers={args.layers}"])
-    ours = get_vidmuse_lm(cfg).eval()
-    dim = cfg.transformer_lm.dim
-    memory = torch.randn(1, args.memory_tokens, dim)
-    null_memory = torch.randn(1, args.memory_tokens, dim)
-    cfg_conditions = {VIDEO_CONDITION: (torch.cat([memory, null_memory]),
-                                        torch.ones(2, args.memory_tokens, dtype=torch.bool))}
+    with tempfile.TemporaryDirectory(prefix="vidmuse_bench_") as tmp:
+        folder = Path(tmp)
+        start = time.perf_counter()
+        write_official_layout_checkpoint(args.scale, args.layers, folder)
+        gc.collect()
+        print(f"random {args.scale} checkpoint in the release's layout written in {time.perf_counter() - start:.0f} s")
+        if args.peak_memory:
+            for dtype in ("float32", "bfloat16", "int8"):
+                figures[f"peak_rss_gb_{dtype}"] = peak = peak_memory_gb(folder, dtype)
+                print(f"peak resident set loading {dtype}: {peak:.2f} GB")
 
-    lm_kwargs = {k: v for k, v in cfg.transformer_lm.items() if k not in ("cross_attention",)}
-    baseline = LMModel(pattern_provider=ours.pattern_provider,
-                       condition_provider=ConditioningProvider({VIDEO_CONDITION: FixedMemoryConditioner(
-                           memory, null_memory)}),
-                       fuser=get_condition_fuser(), cross_attention=True, cfg_coef=3.0, **lm_kwargs).eval()
-    missing, unexpected = baseline.load_state_dict(
-        {k: v for k, v in ours.state_dict().items() if not k.startswith("video_encoder.")}, strict=False)
-    missing = [k for k in missing if not k.startswith("condition_provider.")]  # the conditioner's unused proj
-    assert not missing and not unexpected, (missing, unexpected)
+        start = time.perf_counter()
+        lm = load_lm_model(folder, dtype=args.dtype)
+        print(f"loaded as {args.dtype} in {time.perf_counter() - start:.1f} s")
+        tokens = int(args.seconds * FRAME_RATE)
+        local = int(args.seconds * LOCAL_FPS)
+        video = random_video(local, GLOBAL_FRAMES)
+        print(f"model: dim {lm.dim}, {len(lm.transformer.layers)} layers, {args.dtype}; {local} local + "
+              f"{GLOBAL_FRAMES} global frames ({local * lm.video_encoder.tokens_per_frame} memory tokens); batch 2 "
+              f"(video + CFG null); {torch.get_num_threads()} threads")
+        time_window(lm, VideoBatch(video.local_frames[:, :, :2], video.global_frames[:, :, :2]), 8, 1)  # warm-up
+        timing = time_window(lm, video, tokens, args.edge_steps)
+        steps = len(timing.stamps)
+        conditions = lm.compute_video_condition(video, with_null=True)
+        memory, mask = conditions[VIDEO_CONDITION]
+        rows = MemoryRows.build(memory, mask, deduplicate=lm.deduplicate_memory).total_rows
+        per_step = decode_bytes_per_step(lm, rows, steps / 2, 2)
+        bandwidth = measure_read_bandwidth()
+        figures.update(first_step_s=timing.first_step, start_steps_per_s=timing.start_rate,
+                       end_steps_per_s=timing.end_rate, steps=steps, seconds_for_window=timing.total,
+                       bytes_per_step=per_step, read_bandwidth_gb_s=bandwidth / 1e9, memory_rows=rows)
+        total_bytes = sum(per_step.values())
+        print(f"first step (video memory + K/V projection + first decoding step): {timing.first_step:.1f} s")
+        print(f"decoding: {timing.start_rate:.2f} steps/s at the start, {timing.end_rate:.2f} steps/s at the end "
+              f"({steps} steps)")
+        print(f"bytes read per step: {total_bytes / 1e9:.3f} GB (weights {per_step['weights'] / 1e9:.3f}, "
+              f"video-memory K/V {per_step['memory'] / 1e9:.3f} over {rows} distinct rows, self-attention cache "
+              f"{per_step['self_attention_cache'] / 1e9:.3f} at its mean length)")
+        mean_rate = (steps - 1) / (timing.total - timing.first_step)
+        fraction = mean_rate * total_bytes / bandwidth
+        figures["read_bound_fraction"] = fraction
+        print(f"read bandwidth {bandwidth / 1e9:.1f} GB/s -> bound {bandwidth / total_bytes:.2f} steps/s; decoding "
+              f"reaches {fraction:.1%} of it ({mean_rate:.2f} steps/s over the window)")
+        print(f"seconds for {args.seconds:g} s of music: {timing.total:.1f}")
 
-    extra_steps = max(ours.pattern_provider.delays)  # the delay pattern adds max(delays) steps
-    sampling = dict(use_sampling=True, top_k=250, temp=1.0, cfg_coef=3.0)
-    attributes = [ConditioningAttributes(text={VIDEO_CONDITION: "video"})]
-
-    def run_ours(callback, steps: int = args.steps):
-        return ours.generate(cfg_condition_tensors=cfg_conditions, callback=callback, max_gen_len=steps - extra_steps,
-                             generators=[torch.Generator().manual_seed(0)], **sampling)
-
-    def run_baseline(callback, steps: int = args.steps):
-        return baseline.generate(conditions=attributes, callback=callback, max_gen_len=steps - extra_steps,
-                                 **sampling)
-
-    weight_bytes = sum(p.numel() * p.element_size() for n, p in ours.named_parameters()
-                       if not n.startswith("video_encoder."))
-    kv_bytes = 2 * args.layers * 2 * args.memory_tokens * dim * 4
-    print(f"model: dim {dim}, {cfg.transformer_lm.num_heads} heads, {args.layers} layers, card "
-          f"{cfg.transformer_lm.card}; memory {args.memory_tokens} tokens; batch 2 (video + CFG null); fp32; "
-          f"{torch.get_num_threads()} threads")
-    for run in (run_ours, run_baseline):  # warm-up: allocator, kernel selection
-        run(None, extra_steps + 2)
-    timing_ours = time_generation(run_ours)
-    timing_base = time_generation(run_baseline)
-    bandwidth = measure_read_bandwidth()
-    bound = bandwidth / weight_bytes
-    print(f"LM weights read per step: {weight_bytes / 1e9:.3f} GB; cached cross-attention K/V read per step: "
-          f"{kv_bytes / 1e9:.3f} GB")
-    print(f"measured read bandwidth: {bandwidth / 1e9:.1f} GB/s -> weight-read bound {bound:.1f} steps/s "
-          f"(with the K/V reads: {bandwidth / (weight_bytes + kv_bytes):.1f} steps/s)")
-    for name, timing in (("audiocraft LMModel.generate", timing_base), ("ours (cached cross-attention)", timing_ours)):
-        print(f"{name}: {timing.rate:.2f} steps/s ({timing.steps} steps in {timing.seconds:.2f} s; first step "
-              f"{timing.first_step_seconds:.2f} s, then {timing.steady_rate:.2f} steps/s)")
-    print(f"steady-state ratio (after the first step): {timing_ours.steady_rate / timing_base.steady_rate:.2f}")
-    print(f"fraction of the weight-read bound reached by ours: {timing_ours.rate / bound:.1%} "
-          f"(steady state: {timing_ours.steady_rate / bound:.1%})")
-    print(f"ratio: {timing_ours.rate / timing_base.rate:.2f}")
+        float_lm = lm if args.dtype == "float32" else load_lm_model(folder, dtype="float32")
+        del lm
+        gc.collect()
+        baseline = audiocraft_baseline(float_lm, *memory.float().split(1))
+        attributes = [ConditioningAttributes(text={VIDEO_CONDITION: "video"})]
+        extra = max(float_lm.pattern_provider.delays)
+        ours_lm = load_lm_model(folder, dtype=args.dtype) if args.dtype != "float32" else float_lm
+        ours_seconds = time_steps(lambda cb: ours_lm.generate(
+            cfg_condition_tensors=conditions, max_gen_len=baseline_steps - extra, callback=cb, top_k=250,
+            cfg_coef=3.0, generators=[torch.Generator().manual_seed(0)]))
+        base_seconds = time_steps(lambda cb: baseline.generate(
+            conditions=attributes, max_gen_len=baseline_steps - extra, callback=cb, top_k=250, cfg_coef=3.0))
+        figures.update(baseline_steps=baseline_steps, baseline_s=base_seconds, ours_baseline_steps_s=ours_seconds)
+        print(f"AudioCraft LMModel.generate (float32): {baseline_steps} steps in {base_seconds:.1f} s; ours "
+              f"({args.dtype}): {ours_seconds:.1f} s (memory already computed in both)")
+        print(f"ratio: {base_seconds / ours_seconds:.2f}")
+        figures["ratio"] = base_seconds / ours_seconds
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -46,10 +46,12 @@ def test_memory_keys_values_are_projected_once_per_generation(tiny_lm_cfg, monke
     monkeypatch.setattr(CachedCrossAttention, "_project_memory", counting)
     generate(lm, random_video(1, 2), [0])
     num_layers = len(cross_attention_modules(lm.transformer))
-    assert len(calls) == num_layers  # 30 decoding steps, one projection per layer
+    # 30 decoding steps, one projection per layer for the video (2 frames x 50 distinct tokens) and one for
+    # its null (black frames: the same 50 tokens in every frame, projected once)
+    assert [shape[1] for shape in calls] == [100, 50] * num_layers
     calls.clear()
     generate(lm, random_video(1, 3), [0])  # a new generation does not reuse the previous memory
-    assert len(calls) == num_layers and calls[0][1] == 3 * 50
+    assert [shape[1] for shape in calls] == [150, 50] * num_layers
 
 
 def test_padding_mask_hides_padded_memory(tiny_lm_cfg):

@@ -11,14 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 import typing as tp
 
-from audiocraft.models.lm import ConditionTensors, LMModel
+from audiocraft.models.lm import ConditionTensors, LMModel, LMOutput
 from audiocraft.modules.codebooks_patterns import CodebooksPatternProvider, Pattern
 from audiocraft.modules.conditioners import ConditionFuser, ConditioningAttributes, ConditioningProvider
 from audiocraft.modules.streaming import State
 from audiocraft.utils import utils
 import torch
 
-from ..modules.cross_attention import CachedCrossAttention, cross_attention_modules
+from ..modules.cross_attention import CachedCrossAttention, MemoryRows, cross_attention_modules
+from ..modules.int8 import Int8Linear
+from ..modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from ..modules.text import TEXT_CONDITION
 from ..modules.visual import VideoEncoder, VisualConfig
 
@@ -147,7 +149,10 @@ class VidMuseLM(LMModel):
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
         self.video_encoder = VideoEncoder(visual_config, self.dim).to(**factory)
         self._generation: tp.Optional[_GenerationState] = None
+        self.deduplicate_memory = True
+        self._streamed_predictions = False
         self.set_cross_attention_cache(True)
+        self.set_preallocated_kv_cache(True)
 
     @property
     def visual_config(self) -> VisualConfig:
@@ -163,6 +168,48 @@ class VidMuseLM(LMModel):
                 CachedCrossAttention.convert(module)
             elif not enabled and isinstance(module, CachedCrossAttention):
                 module.restore()
+
+    def set_preallocated_kv_cache(self, enabled: bool):
+        """Decode with `PreallocatedSelfAttention` (keys/values written in place) or AudioCraft's module (the
+        cache concatenated at every step). Both give the same codes."""
+        for module in self_attention_modules(self.transformer):
+            if enabled and not isinstance(module, PreallocatedSelfAttention):
+                PreallocatedSelfAttention.convert(module)
+            elif not enabled and isinstance(module, PreallocatedSelfAttention):
+                module.restore()
+
+    def set_decoding_formats(self, memory_dtype: tp.Optional[torch.dtype] = None,
+                             kv_cache_dtype: tp.Optional[torch.dtype] = None):
+        """Dtypes of the cached video-memory keys/values and of the self-attention cache during generation
+        (None: the dtype the layers compute in)."""
+        for module in cross_attention_modules(self.transformer):
+            if isinstance(module, CachedCrossAttention):
+                module.memory_dtype = memory_dtype
+        for module in self_attention_modules(self.transformer):
+            if isinstance(module, PreallocatedSelfAttention):
+                module.kv_cache_dtype = kv_cache_dtype
+
+    @torch.no_grad()
+    def quantize_(self, release: tp.Callable[[torch.Tensor], None] = lambda tensor: None):
+        """Int8 decoding on CPU: every linear layer of the transformer and the output heads run in int8
+        (`modules.int8`); embeddings, norms and the video encoder keep their dtype. `release` gets each float
+        weight once it is consumed (the loader frees its memory-mapped pages). Inference only, irreversible."""
+        self.set_cross_attention_cache(True)
+        self.set_preallocated_kv_cache(True)
+        for layer in self.transformer.layers:
+            layer.self_attn.quantize_(release)
+            layer.cross_attention.quantize_(release)
+            for name in ("linear1", "linear2"):
+                linear = getattr(layer, name)
+                setattr(layer, name, Int8Linear.from_linear(linear))
+                release(linear.weight)
+        for k, linear in enumerate(self.linears):
+            self.linears[k] = Int8Linear.from_linear(linear)
+            release(linear.weight)
+
+    @property
+    def is_int8(self) -> bool:
+        return any(isinstance(module, Int8Linear) for module in self.linears)
 
     @property
     def has_text_conditioner(self) -> bool:
@@ -199,13 +246,40 @@ class VidMuseLM(LMModel):
             conditions.update(self.condition_provider(self.condition_provider.tokenize(attributes)))
         return conditions
 
+    def _cross_conditions(self, condition_tensors: ConditionTensors) -> tp.List[tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """(memory, mask) of each condition fused by cross-attention, in the order AudioCraft's fuser joins them."""
+        return [condition for name, condition in condition_tensors.items() if self.fuser.cond2fuse[name] == "cross"]
+
     def _cross_attention_mask(self, condition_tensors: ConditionTensors) -> tp.Optional[torch.Tensor]:
         """Key padding mask `[B, S]` of the concatenated cross-attention memory, None when nothing is padded."""
-        masks = [mask for name, (_, mask) in condition_tensors.items() if self.fuser.cond2fuse[name] == "cross"]
-        if not masks:
-            return None
-        mask = torch.cat(masks, dim=1).bool()
+        mask = torch.cat([mask for _, mask in self._cross_conditions(condition_tensors)], dim=1).bool()
         return None if bool(mask.all()) else mask
+
+    @contextmanager
+    def _streaming_memory_rows(self, condition_tensors: ConditionTensors):
+        """During generation, each cross-attention reads the distinct valid rows of each item's memory."""
+        memory = torch.cat([memory for memory, _ in self._cross_conditions(condition_tensors)], dim=1)
+        rows = MemoryRows.build(memory, self._cross_attention_mask(condition_tensors),
+                                deduplicate=self.deduplicate_memory)
+        modules = [m for m in cross_attention_modules(self.transformer) if isinstance(m, CachedCrossAttention)]
+        for module in modules:
+            module.memory_rows = rows
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.memory_rows = None
+
+    @contextmanager
+    def _kv_capacity(self, capacity: int):
+        modules = [m for m in self_attention_modules(self.transformer) if isinstance(m, PreallocatedSelfAttention)]
+        for module in modules:
+            module.kv_capacity = capacity
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.kv_capacity = 0
 
     @contextmanager
     def _memory_mask(self, mask: tp.Optional[torch.Tensor]):
@@ -225,8 +299,30 @@ class VidMuseLM(LMModel):
         """`LMModel.forward` with the key padding mask of the video memory applied: `[B, K, S]` -> `[B, K, S, card]`."""
         if condition_tensors is None or VIDEO_CONDITION not in condition_tensors:
             raise ValueError("VidMuseLM needs the video condition tensors (see compute_video_condition)")
+        if self._streamed_predictions:
+            steps = sequence.shape[-1]
+            with self.streaming(), self._streaming_memory_rows(condition_tensors), self._kv_capacity(steps):
+                return torch.cat([super(VidMuseLM, self).forward(sequence[..., s:s + 1], conditions,
+                                                                 condition_tensors, stage)
+                                  for s in range(steps)], dim=2)
         with self._memory_mask(self._cross_attention_mask(condition_tensors)):
             return super().forward(sequence, conditions, condition_tensors, stage)
+
+    def compute_predictions_streamed(self, codes: torch.Tensor, condition_tensors: ConditionTensors) -> LMOutput:
+        """`compute_predictions` along the generation path: the pattern sequence goes through the streaming
+        modules one step at a time, with the memory rows, caches and weight formats that `generate` uses.
+
+        Args:
+            codes: `[B, K, T]` codes to score.
+            condition_tensors: their conditions (e.g. `compute_video_condition`).
+        Returns:
+            AudioCraft's `LMOutput`: logits `[B, K, T, card]` and mask `[B, K, T]`.
+        """
+        self._streamed_predictions = True
+        try:
+            return self.compute_predictions(codes, [], condition_tensors=condition_tensors)
+        finally:
+            self._streamed_predictions = False
 
     def _sample_next_token(self, sequence: torch.Tensor, cfg_conditions, unconditional_state: State,
                            use_sampling: bool = False, temp: float = 1.0, top_k: int = 0, top_p: float = 0.0,
@@ -286,10 +382,12 @@ class VidMuseLM(LMModel):
         self._generation = _GenerationState(
             cfg_condition_tensors, generators, self.pattern_provider.get_pattern(max_gen_len),
             None if lengths is None else torch.tensor(list(lengths), device=device))
+        steps = len(self._generation.pattern.layout)
         try:
-            return super().generate(prompt, [], num_samples=batch, max_gen_len=max_gen_len,
-                                    use_sampling=use_sampling, temp=temp, top_k=top_k, top_p=top_p,
-                                    cfg_coef=cfg_coef, two_step_cfg=False, remove_prompts=remove_prompts,
-                                    check=check, callback=callback)
+            with self._streaming_memory_rows(cfg_condition_tensors), self._kv_capacity(steps):
+                return super().generate(prompt, [], num_samples=batch, max_gen_len=max_gen_len,
+                                        use_sampling=use_sampling, temp=temp, top_k=top_k, top_p=top_p,
+                                        cfg_coef=cfg_coef, two_step_cfg=False, remove_prompts=remove_prompts,
+                                        check=check, callback=callback)
         finally:
             self._generation = None

@@ -29,6 +29,8 @@ import omegaconf
 from omegaconf import DictConfig, OmegaConf
 import torch
 
+from ..modules.int8 import int8_supported
+from ..utils.pages import release_pages
 from .builders import get_vidmuse_lm, get_visual_config, infer_visual_config
 from .lm import VidMuseLM
 
@@ -114,29 +116,66 @@ def map_official_state_dict(state_dict: tp.Mapping[str, torch.Tensor]) -> tp.Dic
     return mapped
 
 
-def _resolve_dtype(dtype: tp.Optional[tp.Union[str, torch.dtype]], device: torch.device) -> torch.dtype:
-    if dtype is None:
+INT8 = "int8"
+LMDtype = tp.Union[str, torch.dtype]
+
+
+class UnsupportedDtype(ValueError):
+    """The requested weight format cannot run on the requested device."""
+
+
+def resolve_dtype(dtype: tp.Optional[LMDtype], device: torch.device) -> LMDtype:
+    """A dtype name or `torch.dtype` -> `torch.dtype`, or `"int8"`; None / `"auto"` is the device's default."""
+    if dtype is None or dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32  # the release's choice on GPU
+    if dtype == INT8:
+        if not int8_supported(device):
+            raise UnsupportedDtype(f"int8 weights run on CPU only (PyTorch's oneDNN int8 kernels), not on "
+                                   f"{device.type}: use float16 or bfloat16 there")
+        return INT8
     if isinstance(dtype, str):
-        dtype = getattr(torch, dtype.replace("fp16", "float16").replace("bf16", "bfloat16").replace(
-            "fp32", "float32"))
+        name = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype)
+        if not isinstance(getattr(torch, name, None), torch.dtype):
+            raise UnsupportedDtype(f"unknown dtype '{dtype}'")
+        dtype = getattr(torch, name)
     assert isinstance(dtype, torch.dtype)
     return dtype
 
 
+def convert_parameters_(modules: tp.Iterable[torch.nn.Module], dtype: torch.dtype):
+    """Cast the floating parameters and buffers held directly by each of `modules` to `dtype`, one tensor at a
+    time, giving back the memory-mapped pages of each source once it is converted (no second full copy of the
+    model in memory)."""
+    for sub in modules:
+        for store in (sub._parameters, sub._buffers):
+            for name, tensor in store.items():
+                if tensor is None or not tensor.is_floating_point() or tensor.dtype == dtype:
+                    continue
+                converted = tensor.detach().to(dtype)
+                store[name] = torch.nn.Parameter(converted, requires_grad=False) \
+                    if isinstance(tensor, torch.nn.Parameter) else converted
+                release_pages(tensor)
+
+
 def load_lm_model(name_or_path: tp.Union[str, Path], device: tp.Union[str, torch.device] = "cpu",
-                  dtype: tp.Optional[tp.Union[str, torch.dtype]] = None,
+                  dtype: tp.Optional[LMDtype] = None,
                   clip_num_heads: tp.Optional[int] = None) -> VidMuseLM:
     """Load a VidMuse LM (official or exported by this project).
 
     Args:
         name_or_path: checkpoint folder, `state_dict.bin` file, or hub id.
         device: where to put the model.
-        dtype: parameter dtype (`float32`, `float16`, `bfloat16`); default float32 on CPU, float16 on CUDA.
+        dtype: weight format: `float32`, `float16`, `bfloat16`, or `int8` (CPU only: the transformer's linear
+            layers in int8, see `VidMuseLM.quantize_`); default float32 on CPU, float16 on CUDA. The checkpoint
+            is memory-mapped and converted tensor by tensor, so a float32 copy of the whole model never sits in
+            memory next to the converted one. On a CPU the video encoder stays float32 whatever the dtype (it
+            runs once per window, in large products this hardware runs fastest in float32).
         clip_num_heads: CLIP head count when the checkpoint does not record it (official ones: 12 for ViT-B/32).
+    Raises:
+        UnsupportedDtype: a format the device cannot run (int8 off CPU) or an unknown name.
     """
     device = torch.device(device)
-    dtype = _resolve_dtype(dtype, device)
+    dtype = resolve_dtype(dtype, device)
     file = find_lm_file(name_or_path)
     pkg = load_package(file)
     cfg = OmegaConf.create(pkg["xp.cfg"])
@@ -153,19 +192,30 @@ def load_lm_model(name_or_path: tp.Union[str, Path], device: tp.Union[str, torch
     with torch.device("meta"):
         lm = get_vidmuse_lm(cfg, visual)
     lm.load_state_dict(state, strict=True, assign=True)
+    del pkg, state
     lm.video_encoder.reset_non_persistent_buffers()
     still_meta = [name for name, buffer in lm.named_buffers() if buffer.is_meta]
     assert not still_meta, f"buffers not restored after loading: {still_meta}"
-    lm = lm.to(device=device, dtype=dtype).eval()
+    lm.eval().requires_grad_(False)
+    if dtype == INT8:
+        lm.quantize_(release=release_pages)
+    layers_dtype = torch.float32 if dtype == INT8 else dtype
+    assert isinstance(layers_dtype, torch.dtype)
+    visual_modules = set(lm.video_encoder.modules())
+    convert_parameters_([module for module in lm.modules() if module not in visual_modules], layers_dtype)
+    convert_parameters_(visual_modules, torch.float32 if device.type == "cpu" else layers_dtype)
+    lm = lm.to(device)
+    if dtype in (INT8, torch.bfloat16):
+        lm.set_decoding_formats(memory_dtype=torch.bfloat16)  # half the bytes read per step; see the README
     lm.cfg = _runtime_cfg(cfg, device, dtype, visual)
     return lm
 
 
-def _runtime_cfg(cfg: DictConfig, device: torch.device, dtype: torch.dtype, visual) -> DictConfig:
+def _runtime_cfg(cfg: DictConfig, device: torch.device, dtype: LMDtype, visual) -> DictConfig:
     """The checkpoint's config with the device, dtype and full visual config of the loaded model."""
     OmegaConf.set_struct(cfg, False)
     cfg.device = str(device)
-    cfg.dtype = str(dtype).replace("torch.", "")
+    cfg.dtype = str(dtype).replace("torch.", "")  # "int8" stays "int8"
     if cfg.get("video") is None:
         cfg.video = {}
     cfg.video.visual = visual.to_dict()

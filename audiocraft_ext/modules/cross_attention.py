@@ -5,8 +5,14 @@ AudioCraft's `StreamingMultiheadAttention` projects the cross-attention keys and
 more than the rest of a step. `CachedCrossAttention` computes them at the first step of a streaming session,
 keeps them in the module's streaming state, and reuses them until the state is reset: the outputs are the same.
 It also takes a key padding mask, so that a batch can mix memories of different lengths.
+
+In generation the memory is also read through `MemoryRows`: each item attends to its distinct valid rows only,
+each once, with a log(count) bias on its score, which gives the same softmax as attending to every copy. The
+null video of classifier-free guidance repeats the same black-frame tokens in every frame, so its keys and
+values shrink by the number of frames.
 """
 
+from dataclasses import dataclass
 import typing as tp
 
 from audiocraft.modules.transformer import StreamingMultiheadAttention, StreamingTransformer
@@ -14,15 +20,81 @@ from einops import rearrange
 import torch
 from torch.nn import functional as F
 
+from .int8 import Int8Linear, Int8Weight
+
+
+@dataclass
+class MemoryGroup:
+    """Items whose memories have the same number of distinct valid rows.
+
+    Attributes:
+        items: `[G]` batch indices.
+        rows: `[G, S]` memory positions of each item's distinct valid rows, in memory order.
+        bias: `[G, S]` log of each row's count (None when every row appears once).
+    """
+    items: torch.Tensor
+    rows: torch.Tensor
+    bias: tp.Optional[torch.Tensor]
+
+
+@dataclass
+class MemoryRows:
+    """The rows of a cross-attention memory `[B, S, D]` that generation attends to, item by item."""
+    groups: tp.List[MemoryGroup]
+    batch: int
+
+    @property
+    def total_rows(self) -> int:
+        return sum(group.rows.numel() for group in self.groups)
+
+    @classmethod
+    def build(cls, memory: torch.Tensor, mask: tp.Optional[torch.Tensor] = None,
+              deduplicate: bool = True) -> "MemoryRows":
+        """Distinct valid rows of each item of `memory` `[B, S, D]` (valid where the bool `mask` `[B, S]` is set).
+
+        Without `deduplicate`, every valid row is kept (the padding is still dropped).
+        """
+        B, S = memory.shape[:2]
+        per_item = []
+        for b in range(B):
+            positions = torch.arange(S, device=memory.device)
+            if mask is not None:
+                positions = positions[mask[b].to(memory.device)]
+            counts = torch.ones(len(positions), dtype=torch.long, device=memory.device)
+            if deduplicate:
+                _, inverse, counts = torch.unique(memory[b, positions], dim=0, return_inverse=True,
+                                                  return_counts=True)
+                first = torch.full((len(counts),), S, dtype=torch.long, device=memory.device)
+                first = first.scatter_reduce(0, inverse, torch.arange(len(positions), device=memory.device), "amin")
+                order = torch.argsort(first)
+                positions, counts = positions[first[order]], counts[order]
+            per_item.append((positions, counts))
+        groups = []
+        for size in sorted({len(positions) for positions, _ in per_item}, reverse=True):
+            items = [b for b, (positions, _) in enumerate(per_item) if len(positions) == size]
+            counts = torch.stack([per_item[b][1] for b in items])
+            bias = None if bool((counts == 1).all()) else counts.float().log()
+            groups.append(MemoryGroup(torch.tensor(items, device=memory.device),
+                                      torch.stack([per_item[b][0] for b in items]), bias))
+        return cls(groups, B)
+
 
 class CachedCrossAttention(StreamingMultiheadAttention):
     """A `StreamingMultiheadAttention` (custom implementation, `cross_attention=True`) with cached memory K/V.
 
     Build it with `CachedCrossAttention.convert(module)`, which changes the class of an existing module in place
-    (parameters are kept). Set `key_padding_mask` (bool `[B, S]`, True = attend) before a forward to hide padded
-    memory positions; `None` attends to all of them.
+    (parameters are kept). Attributes set by the caller:
+        key_padding_mask: bool `[B, S]` (True = attend) hiding padded memory positions; None attends to all.
+        memory_rows: `MemoryRows` for a streaming session (generation): keys and values are computed for those
+            rows only; it replaces `key_padding_mask`.
+        memory_dtype: dtype of the cached keys/values in streaming (None: the computation's dtype).
+    After `quantize_()`, the query and output projections run in int8 and the memory projection uses the
+    dequantized int8 weight once per session.
     """
     key_padding_mask: tp.Optional[torch.Tensor] = None
+    memory_rows: tp.Optional[MemoryRows] = None
+    memory_dtype: tp.Optional[torch.dtype] = None
+    memory_proj_int8: tp.Optional[Int8Weight] = None
 
     @classmethod
     def convert(cls, module: StreamingMultiheadAttention) -> "CachedCrossAttention":
@@ -35,19 +107,79 @@ class CachedCrossAttention(StreamingMultiheadAttention):
 
     def restore(self) -> StreamingMultiheadAttention:
         """Turn this module back into AudioCraft's `StreamingMultiheadAttention` (no cache, no padding mask)."""
+        if self.is_int8:
+            raise RuntimeError("an int8 attention cannot go back to AudioCraft's module")
         self.__class__ = StreamingMultiheadAttention  # type: ignore[assignment]
         return self
 
-    def _project_memory(self, memory: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values `[B, H, S, D / H]` of the memory `[B, S, D]`, in one matrix product."""
+    def quantize_(self, release: tp.Callable[[torch.Tensor], None] = lambda tensor: None):
+        """Run the query and output projections in int8, keep the memory projection as an int8 weight;
+        `release` gets each float weight once it is consumed."""
+        dim = self.embed_dim
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        self.query_proj_int8 = Int8Linear.from_float(weight[:dim], None if bias is None else bias[:dim])
+        self.memory_proj_int8 = Int8Weight.from_float(weight[dim:])
+        self.memory_proj_bias = None if bias is None else bias[dim:].detach().float().clone()
+        del self.in_proj_weight, self.in_proj_bias
+        release(weight)
+        out_weight = self.out_proj.weight
+        self.out_proj = Int8Linear.from_linear(self.out_proj)
+        release(out_weight)
+
+    @property
+    def is_int8(self) -> bool:
+        return "query_proj_int8" in self._modules
+
+    def _project_query(self, query: torch.Tensor) -> torch.Tensor:
+        if self.is_int8:
+            return self.query_proj_int8(query)
         dim = self.embed_dim
         bias = self.in_proj_bias
-        k, v = F.linear(memory, self.in_proj_weight[dim:], None if bias is None else bias[dim:]).split(dim, dim=-1)
+        return F.linear(query, self.in_proj_weight[:dim], None if bias is None else bias[:dim])
+
+    def _project_memory(self, memory: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values `[B, H, S, D / H]` of the memory `[B, S, D]`, in one matrix product.
+
+        On a CPU the product runs in float32 whatever the weights' format (bfloat16 and int8 weights are
+        widened for it): it is one large product per session, and float32 is this hardware's fast format.
+        """
+        dim = self.embed_dim
+        if self.memory_proj_int8 is not None:
+            weight, bias = self.memory_proj_int8.dequantize(), self.memory_proj_bias
+        else:
+            bias = None if self.in_proj_bias is None else self.in_proj_bias[dim:]
+            weight = self.in_proj_weight[dim:]
+        if memory.device.type == "cpu" and not torch.is_grad_enabled():
+            weight, memory = weight.float(), memory.float()
+            bias = None if bias is None else bias.float()
+        k, v = F.linear(memory, weight, bias).split(dim, dim=-1)
         if self.qk_layer_norm:
             k = self.k_layer_norm(k)
         # Contiguous head-major copies: every decoding step then reads them sequentially (much faster SDPA).
         return (rearrange(k, "b s (h d) -> b h s d", h=self.num_heads).contiguous(),
                 rearrange(v, "b s (h d) -> b h s d", h=self.num_heads).contiguous())
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                mask: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        dtype = q.dtype
+        if self.attention_as_float32:
+            q, k, v = q.float(), k.float(), v.float()
+        q = q.to(k.dtype)
+        mask = mask if mask is None or mask.dtype == torch.bool else mask.to(k.dtype)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return x.to(dtype)
+
+    def _streaming_memory(self, memory: torch.Tensor) -> tp.List[tp.Tuple[torch.Tensor, torch.Tensor]]:
+        """Per group of `memory_rows`: cached keys and values `[G, H, S, D / H]` (computed at the first step)."""
+        state = self._streaming_state
+        assert self.memory_rows is not None
+        if "memory_keys_0" not in state:
+            for g, group in enumerate(self.memory_rows.groups):
+                rows = memory[group.items[:, None], group.rows]  # [G, S, D]
+                k, v = self._project_memory(rows)
+                dtype = self.memory_dtype or k.dtype
+                state[f"memory_keys_{g}"], state[f"memory_values_{g}"] = k.to(dtype), v.to(dtype)
+        return [(state[f"memory_keys_{g}"], state[f"memory_values_{g}"]) for g in range(len(self.memory_rows.groups))]
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,  # type: ignore[override]
                 key_padding_mask=None, need_weights=False, attn_mask=None,
@@ -55,30 +187,41 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         """`query` `[B, T, D]` attends to the memory `key` = `value` `[B, S, D]`; returns `(out [B, T, D], None)`."""
         assert key is value, "cross-attention memory: keys and values come from the same tensor"
         assert attn_mask is None and key_padding_mask is None and not need_weights
-        dim = self.embed_dim
-        bias = self.in_proj_bias
-        q = F.linear(query, self.in_proj_weight[:dim], None if bias is None else bias[:dim])
+        q = self._project_query(query)
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
         q = rearrange(q, "b t (h d) -> b h t d", h=self.num_heads)
-        if self._is_streaming and "memory_keys" in self._streaming_state:
-            k = self._streaming_state["memory_keys"]
-            v = self._streaming_state["memory_values"]
+        if self._is_streaming and self.memory_rows is not None:
+            x = self._attend_rows(q, key)
         else:
-            k, v = self._project_memory(key)
-            if self._is_streaming:
-                self._streaming_state["memory_keys"] = k
-                self._streaming_state["memory_values"] = v
-        dtype = query.dtype
-        if self.attention_as_float32:
-            q, k, v = q.float(), k.float(), v.float()
-        mask = None
-        if self.key_padding_mask is not None:
-            mask = self.key_padding_mask.to(q.device)[:, None, None, :]
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        x = rearrange(x.to(dtype), "b h t d -> b t (h d)")
+            if self._is_streaming and "memory_keys" in self._streaming_state:
+                k = self._streaming_state["memory_keys"]
+                v = self._streaming_state["memory_values"]
+            else:
+                k, v = self._project_memory(key)
+                if self._is_streaming:
+                    self._streaming_state["memory_keys"] = k
+                    self._streaming_state["memory_values"] = v
+            mask = None
+            if self.key_padding_mask is not None:
+                mask = self.key_padding_mask.to(q.device)[:, None, None, :]
+            x = self._attend(q, k, v, mask)
+        x = rearrange(x.to(query.dtype), "b h t d -> b t (h d)")
         return self.out_proj(x), None
+
+    def _attend_rows(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Attention of `q` `[B, H, T, D / H]` to the distinct rows of each item (see `MemoryRows`)."""
+        assert self.memory_rows is not None
+        groups = self.memory_rows.groups
+        cached = self._streaming_memory(memory)
+        if len(groups) == 1:
+            bias = groups[0].bias
+            return self._attend(q, *cached[0], None if bias is None else bias[:, None, None, :])
+        out = torch.empty_like(q)
+        for group, (k, v) in zip(groups, cached):
+            bias = None if group.bias is None else group.bias[:, None, None, :]
+            out[group.items] = self._attend(q[group.items], k, v, bias)
+        return out
 
 
 def cross_attention_modules(transformer: StreamingTransformer) -> tp.List[StreamingMultiheadAttention]:

@@ -243,7 +243,12 @@ class VideoEncoder(nn.Module):
 
     @torch.no_grad()
     def clip_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """CLIP `last_hidden_state` of uint8 frames `[N, 3, H, W]` -> `[N, P, temporal_dim]` (no post-layernorm)."""
+        """CLIP `last_hidden_state` of uint8 frames `[N, 3, H, W]` -> `[N, P, temporal_dim]` (no post-layernorm).
+
+        Identical frames (a still image, the black frames of the null video) go through CLIP once."""
+        distinct, inverse = torch.unique(frames.flatten(1), dim=0, return_inverse=True)
+        if len(distinct) < len(frames):
+            return self.clip_tokens(distinct.view(-1, *frames.shape[1:]))[inverse.to(self.local_pos_embedding.device)]
         dtype = self.local_pos_embedding.dtype
         pixels = clip_preprocess(frames.to(self.local_pos_embedding.device), dtype)
         return self.visual_encoder_model.vision_model(pixel_values=pixels).last_hidden_state
