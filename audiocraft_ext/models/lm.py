@@ -382,7 +382,7 @@ class VidMuseLM(LMModel):
         self._generation = _GenerationState(
             cfg_condition_tensors, generators, self.pattern_provider.get_pattern(max_gen_len),
             None if lengths is None else torch.tensor(list(lengths), device=device))
-        steps = len(self._generation.pattern.layout)
+        steps = len(self._generation.pattern.layout) - 1  # positions the decoding loop feeds (prompt included)
         try:
             with self._streaming_memory_rows(cfg_condition_tensors), self._kv_capacity(steps):
                 return super().generate(prompt, [], num_samples=batch, max_gen_len=max_gen_len,

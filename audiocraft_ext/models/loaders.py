@@ -117,6 +117,7 @@ def map_official_state_dict(state_dict: tp.Mapping[str, torch.Tensor]) -> tp.Dic
 
 
 INT8 = "int8"
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 LMDtype = tp.Union[str, torch.dtype]
 
 
@@ -135,9 +136,9 @@ def resolve_dtype(dtype: tp.Optional[LMDtype], device: torch.device) -> LMDtype:
         return INT8
     if isinstance(dtype, str):
         name = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype)
-        if not isinstance(getattr(torch, name, None), torch.dtype):
-            raise UnsupportedDtype(f"unknown dtype '{dtype}'")
-        dtype = getattr(torch, name)
+        dtype = getattr(torch, name, None) if name in FLOAT_DTYPES else None
+    if dtype not in [getattr(torch, name) for name in FLOAT_DTYPES]:
+        raise UnsupportedDtype(f"unknown dtype '{dtype}': use one of {', '.join(FLOAT_DTYPES + (INT8,))}")
     assert isinstance(dtype, torch.dtype)
     return dtype
 
