@@ -12,6 +12,7 @@ from audiocraft_ext.data.video import VideoFrames, num_local_frames
 from audiocraft_ext.models.builders import infer_visual_config, load_lm_config
 from audiocraft_ext.models.loaders import ModelFilesMissing, load_compression_model, load_lm_model
 from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.modules.int8 import int8_supported
 from audiocraft_ext.utils.export import LM_FILENAME, export_lm_model
 
 from conftest import build_tiny_lm, parity_fixture_dir
@@ -134,6 +135,16 @@ def test_bfloat16_weights(tiny_checkpoint):
     assert next(model.lm.parameters()).dtype == torch.bfloat16
     audio = model.generate([make_frames(0.5, 0)], seed=0)
     assert audio[0].shape == (1, 16000) and torch.isfinite(audio[0]).all()
+
+
+@pytest.mark.skipif(not int8_supported("cpu"), reason="no oneDNN int8 kernels in this PyTorch build")
+def test_int8_weights_over_several_windows(tiny_checkpoint):
+    loaded = VidMuse.get_pretrained(tiny_checkpoint, dtype="int8")  # int8 runs on the CPU by default
+    assert loaded.device.type == "cpu" and loaded.lm.is_int8
+    model = VidMuse("int8", loaded.compression_model, loaded.lm, max_duration=1.5)
+    model.set_generation_params(extend_stride=1.0)
+    audio = model.generate([make_frames(2.7, 0)], seed=0)  # three windows, each prompted by the previous one
+    assert audio[0].shape == (1, round(2.7 * 32000)) and torch.isfinite(audio[0]).all()
 
 
 def test_frame_time_embedding_tells_frame_order(tmp_path, tiny_codec):

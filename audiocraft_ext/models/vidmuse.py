@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..data.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                           still_video_frames)
 from .lm import VideoBatch, VidMuseLM
-from .loaders import load_compression_model, load_lm_model
+from .loaders import INT8, load_compression_model, load_lm_model
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +102,13 @@ class VidMuse(BaseGenModel):
 
         Args:
             name: folder with `state_dict.bin` + `compression_state_dict.bin`, or a hub id.
-            device: default CUDA when available, else CPU.
-            dtype: LM parameter dtype; default float32 on CPU, float16 on CUDA (as the release).
+            device: default CUDA when available, else CPU (always CPU for int8).
+            dtype: LM weight format: float32, float16, bfloat16, or int8 (CPU only, see `load_lm_model`);
+                default float32 on CPU, float16 on CUDA (as the release).
             clip_num_heads: CLIP head count for checkpoints that do not record it (default ViT-B/32's 12).
         """
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() and dtype != INT8 else "cpu"
         lm = load_lm_model(name, device=device, dtype=dtype, clip_num_heads=clip_num_heads)
         compression_model = load_compression_model(name, device=device)
         return VidMuse(str(name), compression_model, lm)

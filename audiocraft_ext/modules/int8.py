@@ -94,11 +94,11 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, self.in_features).float()
-        low = x.min().clamp(max=0)
-        high = x.max().clamp(min=0)
-        scale = float((high - low).clamp(min=1e-12) / 255)
-        zero_point = int(torch.round(-low / scale))
-        quantized = torch.round(x / scale + zero_point).clamp(0, 255).to(torch.uint8)
+        low, high = torch.aminmax(x)
+        low, high = min(float(low), 0.0), max(float(high), 0.0)  # zero stays exactly representable
+        scale = max(high - low, 1e-12) / 255
+        zero_point = round(-low / scale)
+        quantized = torch.round(x.mul(1 / scale).add_(zero_point)).clamp_(0, 255).to(torch.uint8)
         out = torch.ops.onednn.qlinear_pointwise(
             quantized, scale, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point,
             self.bias, 1.0, 0, torch.float32, "none", [], "")
