@@ -5,8 +5,8 @@ For each model, the float32 LM samples a 10 s window of codes for a video (seed 
   codes along the generation path;
 - top-1 agreement of those distributions;
 - greedy-code agreement over the window.
-Formats: bfloat16 and int8 weights (each with its default video-memory K/V format, bfloat16), int8 with float32
-memory K/V, and float32 weights with bfloat16 memory K/V (the memory format alone).
+Formats: bfloat16 and int8 weights (each with the loader's default cache formats), int8 with float32 video-memory
+K/V, int8 with a bfloat16 self-attention cache, and float32 weights with bfloat16 memory K/V (that format alone).
 
 Models: a random-weight medium-shaped LM written in the release's layout (`--scale`), the official-code parity
 fixture (`tests/fixtures/vidmuse_official_tiny`) and the model shipped in `model/` (trained on the synthetic
@@ -36,9 +36,12 @@ warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "vidmuse_official_tiny"
-# (label, weight dtype, video-memory K/V dtype: None = the loader's default for that dtype)
-FORMATS = [("bfloat16", "bfloat16", None), ("int8", "int8", None), ("int8, float32 memory K/V", "int8", torch.float32),
-           ("float32, bfloat16 memory K/V", "float32", torch.bfloat16)]
+# (label, weight dtype, video-memory K/V dtype, self-attention cache dtype); None: the loader's default
+FORMATS = [("bfloat16", "bfloat16", None, None),
+           ("int8", "int8", None, None),
+           ("int8, float32 memory K/V", "int8", torch.float32, None),
+           ("int8, bfloat16 self-attention cache", "int8", None, torch.bfloat16),
+           ("float32, bfloat16 memory K/V", "float32", torch.bfloat16, None)]
 
 
 def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float,
@@ -51,15 +54,13 @@ def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float,
                                cfg_coef=3.0, generators=[torch.Generator().manual_seed(0)])
     reference_greedy = greedy_codes(reference, conditions, steps)
     results = {}
-    for label, dtype, memory_dtype in FORMATS:
+    for label, dtype, memory_dtype, cache_dtype in FORMATS:
         start = time.perf_counter()
-        candidate = reference if dtype == "float32" else load_lm_model(folder, dtype=dtype,
-                                                                         clip_num_heads=clip_num_heads)
-        default_memory = candidate.transformer.layers[0].cross_attention.memory_dtype
-        if memory_dtype is not None:
-            candidate.set_decoding_formats(memory_dtype=memory_dtype)
+        candidate = load_lm_model(folder, dtype=dtype, clip_num_heads=clip_num_heads)
+        defaults = candidate.decoding_formats()  # the loader's choice for this dtype
+        candidate.set_decoding_formats(memory_dtype=memory_dtype or defaults[0],
+                                       kv_cache_dtype=cache_dtype or defaults[1])
         quality = compare_formats(reference, candidate, conditions, codes, steps, reference_greedy=reference_greedy)
-        candidate.set_decoding_formats(memory_dtype=default_memory)
         results[label] = quality.to_dict()
         print(f"{name:>34} | {label:<30} | KL/token {quality.kl_per_token:.2e} | top-1 {quality.top1_agreement:.3f} "
               f"| greedy codes {quality.greedy_agreement:.3f} | {time.perf_counter() - start:.0f} s", flush=True)

@@ -189,6 +189,12 @@ class VidMuseLM(LMModel):
             if isinstance(module, PreallocatedSelfAttention):
                 module.kv_cache_dtype = kv_cache_dtype
 
+    def decoding_formats(self) -> tp.Tuple[tp.Optional[torch.dtype], tp.Optional[torch.dtype]]:
+        """`(memory_dtype, kv_cache_dtype)` as set by `set_decoding_formats`."""
+        cross = self.transformer.layers[0].cross_attention
+        self_attn = self.transformer.layers[0].self_attn
+        return getattr(cross, "memory_dtype", None), getattr(self_attn, "kv_cache_dtype", None)
+
     @torch.no_grad()
     def quantize_(self, release: tp.Callable[[torch.Tensor], None] = lambda tensor: None):
         """Int8 decoding on CPU: every linear layer of the transformer and the output heads run in int8
