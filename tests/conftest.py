@@ -14,11 +14,11 @@ from audiocraft_ext.utils.export import COMPRESSION_FILENAME, LM_FILENAME, expor
 
 warnings.filterwarnings("ignore", message=".*xFormers.*")
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "vidmuse_official_tiny"
+DEFAULT_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "vidmuse_official_tiny"
 
 
 def parity_fixture_dir() -> Path:
-    """The official-parity fixture folder: $VIDMUSE_PARITY_FIXTURE or ../shared/fixtures/vidmuse_official_tiny."""
+    """The official-parity fixture folder: $VIDMUSE_PARITY_FIXTURE or tests/fixtures/vidmuse_official_tiny."""
     return Path(os.environ.get("VIDMUSE_PARITY_FIXTURE", DEFAULT_FIXTURE))
 
 
