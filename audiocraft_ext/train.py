@@ -1,3 +1,4 @@
+# Derived from AudioCraft's audiocraft/train.py (Copyright (c) Meta Platforms, Inc. and affiliates, MIT): see NOTICE.
 """Training entry point for Dora (`dora run solver=vidmuse/debug dset=<name>`; `train.sh` wraps it).
 
 AudioCraft's own `audiocraft.train` cannot be imported from its PyPI package (its Hydra config folder is not
