@@ -13,9 +13,8 @@ from pathlib import Path
 import random
 import typing as tp
 
-from dora import XP, git_save, hydra_main
+from dora import git_save, hydra_main
 import flashy
-import hydra
 import omegaconf
 import torch
 
@@ -72,25 +71,6 @@ def get_solver(cfg: omegaconf.DictConfig):
         if key in cfg:  # the codec solver has no compression_model_checkpoint
             cfg[key] = resolve_checkpoint_reference(cfg[key], continue_from=key == "continue_from")
     return solvers.get_solver(cfg)
-
-
-def get_solver_from_sig(sig: str, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
-    """The solver of a Dora experiment signature, restored from its last checkpoint (e.g. for export)."""
-    xp = main.get_xp_from_sig(sig)
-    return get_solver_from_xp(xp, override_cfg, load_best)
-
-
-def get_solver_from_xp(xp: XP, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
-    cfg = xp.cfg
-    if override_cfg:
-        cfg = omegaconf.OmegaConf.merge(cfg, omegaconf.DictConfig(override_cfg))
-    try:
-        with xp.enter():
-            solver = get_solver(cfg)
-            solver.restore(load_best=load_best, ignore_state_keys=["optimizer"])
-        return solver
-    finally:
-        hydra.core.global_hydra.GlobalHydra.instance().clear()
 
 
 def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:

@@ -3,6 +3,7 @@
 import json
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch
 from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
 from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
-from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
+from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
@@ -72,6 +73,22 @@ def test_manifest_pairs_audio_files_by_stem(tmp_path):
     assert "train: " in (tmp_path / "paired.yaml").read_text()
 
 
+def test_manifest_line_without_video_path_names_the_file_and_the_line(tmp_path):
+    entry = VideoAudioMeta(path="a.wav", duration=1.0, sample_rate=32000, video_path="a.mp4").to_dict()
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text(json.dumps(entry) + "\n\n" + json.dumps({**entry, "video_path": ""}) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:3: manifest entry without video_path")):
+        load_video_audio_meta(tmp_path)
+    manifest.write_text(json.dumps(entry) + "\n" + json.dumps({k: v for k, v in entry.items() if k != "video_path"}))
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:2: manifest entry without video_path")):
+        load_video_audio_meta(manifest)
+    manifest.write_text(json.dumps(entry) + "\n{not json\n")
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:2: ")):
+        load_video_audio_meta(manifest)
+    manifest.write_text(json.dumps(entry) + "\n")
+    assert [m.video_path for m in load_video_audio_meta(manifest)] == ["a.mp4"]
+
+
 def test_release_segment_seek():
     assert release_seek(95.0, 30.0, 0.8, 0.0) == 0.0
     assert release_seek(95.0, 30.0, 0.8, 0.99) == 60.0  # max_seek 71 s: starts 0, 30 or 60
@@ -80,7 +97,6 @@ def test_release_segment_seek():
 
 def test_dataset_items_are_time_aligned(tmp_path):
     path = write_video(tmp_path / "idx.mp4", 100, 10, audio_seconds=10.0)  # 10 s, frame i at i / 10 s
-    from audiocraft_ext.data.video_dataset import VideoAudioMeta
     meta = [VideoAudioMeta(path=str(path), duration=10.0, sample_rate=32000, video_path=str(path))]
     dataset = VideoAudioDataset(meta, num_global_frames=4, frame_size=32, seek_mode="random", segment_duration=3.0,
                                 sample_rate=32000, channels=1, num_samples=8, shuffle=True)
