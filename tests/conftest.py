@@ -2,8 +2,8 @@
 
 import os
 from pathlib import Path
-import warnings
 
+import audiocraft_ext  # noqa: F401  (first: it quiets xFormers' CPU notice before AudioCraft imports xFormers)
 from audiocraft.models import builders as audiocraft_builders
 from omegaconf import OmegaConf
 import pytest
@@ -12,7 +12,6 @@ import torch
 from audiocraft_ext.models.builders import get_vidmuse_lm, load_lm_config
 from audiocraft_ext.utils.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 
-warnings.filterwarnings("ignore", message=".*xFormers.*")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "vidmuse_official_tiny"
 
