@@ -14,3 +14,11 @@ CONFIG_DIR = Path(os.environ.get("AUDIOCRAFT_EXT_CONFIG_DIR", Path(__file__).res
 def setup_environment() -> None:
     """Point AudioCraft's environment at this project's team config (unless the user chose another)."""
     os.environ.setdefault("AUDIOCRAFT_CONFIG", str(CONFIG_DIR / "teams" / "default.yaml"))
+
+
+def xp_checkpoint(sig: str) -> Path:
+    """The last checkpoint of the Dora experiment `sig`: `xps/<sig>/checkpoint.th` under AudioCraft's Dora folder
+    (`$AUDIOCRAFT_DORA_DIR`, else the team config's `dora_dir`)."""
+    setup_environment()
+    from audiocraft.environment import AudioCraftEnvironment  # reads AUDIOCRAFT_CONFIG, set just above
+    return AudioCraftEnvironment.get_dora_dir() / "xps" / sig / "checkpoint.th"

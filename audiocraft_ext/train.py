@@ -9,7 +9,6 @@ solver named in the config (VidMuse here, any AudioCraft solver otherwise) and r
 import logging
 import multiprocessing
 import os
-from pathlib import Path
 import random
 import typing as tp
 
@@ -18,7 +17,7 @@ import flashy
 import omegaconf
 import torch
 
-from .environment import setup_environment
+from .environment import setup_environment, xp_checkpoint
 
 setup_environment()
 from audiocraft.environment import AudioCraftEnvironment  # noqa: E402  (reads AUDIOCRAFT_CONFIG)
@@ -46,7 +45,7 @@ def resolve_checkpoint_reference(value: tp.Optional[str], continue_from: bool = 
     one; the VidMuse solver loads the XP's best state itself, and for the same reason a local `continue_from`
     path gets the `//pretrained/` prefix. Hub names and paths that do not exist there are returned unchanged."""
     if isinstance(value, str) and value.startswith(SIG_PREFIX):
-        return PRETRAINED_PREFIX + str(Path(main.dora.dir) / "xps" / value[len(SIG_PREFIX):] / "checkpoint.th")
+        return PRETRAINED_PREFIX + str(xp_checkpoint(value[len(SIG_PREFIX):]))
     if not isinstance(value, str) or (value.startswith("//") and not value.startswith(PRETRAINED_PREFIX)):
         return value
     prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) or continue_from else ""

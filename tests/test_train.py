@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from audiocraft_ext.data.build_manifest import build_manifest
-from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
-from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
+from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
+from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
 from audiocraft_ext.train import main, resolve_checkpoint_reference
+from audiocraft_ext.utils.checksum import module_fingerprint
 
 from conftest import build_tiny_lm
 from media import read_index, write_video
@@ -117,7 +118,7 @@ def test_feature_cache_matches_clip_and_follows_file_changes(tmp_path, tiny_lm_c
     assert cache.build([video], encoder.clip_tokens, progress=False) == 1
     assert cache.build([video], encoder.clip_tokens, progress=False) == 0  # cached
     local, glob = cache.segment(video, 1.0, 1.5)
-    from audiocraft_ext.data.video import load_video_frames
+    from audiocraft_ext.media.video import load_video_frames
     frames = load_video_frames(video, start=1.0, duration=1.5, num_global_frames=4)
     expected = encoder.clip_tokens(frames.local_frames.permute(1, 0, 2, 3))
     torch.testing.assert_close(local, expected, atol=2e-2, rtol=2e-2)  # stored as float16

@@ -23,8 +23,8 @@ from audiocraft.data.audio_utils import convert_audio
 import torch
 from torch.nn import functional as F
 
+from ..media.video import load_video_frames
 from .feature_cache import FeatureCache
-from .video import load_video_frames
 
 logger = logging.getLogger(__name__)
 SEEK_MODES = ("release", "random")
