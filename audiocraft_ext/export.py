@@ -3,7 +3,8 @@
     python -m audiocraft_ext.export --sig 1188fb8b --out ./model
     python -m audiocraft_ext.export --checkpoint output/vidmuse/xps/1188fb8b/checkpoint.th --out ./model \
         --compression facebook/encodec_32khz
-    python -m audiocraft_ext.export --sig 1188fb8b --out ./model --compression output/vidmuse/xps/<codec sig>/checkpoint.th
+    python -m audiocraft_ext.export --sig 1188fb8b --out ./model \
+        --compression output/vidmuse/xps/<codec sig>/checkpoint.th
 """
 
 import argparse

@@ -45,7 +45,8 @@ def resolve_checkpoint_reference(value: tp.Optional[str], continue_from: bool = 
     one; the VidMuse solver loads the XP's best state itself, and for the same reason a local `continue_from`
     path gets the `//pretrained/` prefix. Hub names and paths that do not exist there are returned unchanged."""
     if isinstance(value, str) and value.startswith(SIG_PREFIX):
-        return PRETRAINED_PREFIX + str(xp_checkpoint(value[len(SIG_PREFIX):]))
+        # the Dora folder as Dora resolved it at launch: the solver runs inside its XP folder
+        return PRETRAINED_PREFIX + str(xp_checkpoint(value[len(SIG_PREFIX):], main.dora.dir))
     if not isinstance(value, str) or (value.startswith("//") and not value.startswith(PRETRAINED_PREFIX)):
         return value
     prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) or continue_from else ""

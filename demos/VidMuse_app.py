@@ -1,7 +1,7 @@
 """Gradio demo: music for an uploaded video or image.
 
-    python -m demos.VidMuse_app [--model_path ./model] [--listen] [--server_port N] [--share]
-                                [--username U --password P] [--inbrowser]
+    python -m demos.VidMuse_app [--model_path ./model] [--device D] [--dtype T] [--listen] [--server_port N]
+                                [--share] [--username U --password P] [--inbrowser]
 
 The model is loaded once and shared; its streaming state lives on its modules, so one generation runs at a time
 (the queue holds the others). Generation is the same code as `infer.sh` (`audiocraft_ext.pipeline`); a progress

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing as tp
 
 import numpy as np
 import pytest
@@ -200,11 +201,13 @@ def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
                             env=env, cwd=ROOT, start_new_session=True)
 
 
-def _export(checkpoint: Path, out: Path) -> VidMuse:
-    """Export a training checkpoint with the export CLI and load the result."""
-    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(checkpoint),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+def _export(source: tp.Sequence[str], out: Path, dora_dir: tp.Optional[Path] = None) -> VidMuse:
+    """Export a training checkpoint (`--checkpoint PATH` or `--sig SIG`) with the export CLI, check it, load it."""
+    env = dict(os.environ, **({"AUDIOCRAFT_DORA_DIR": str(dora_dir)} if dora_dir else {}))
+    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", *source, "--out", str(out), "--check"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded:" in result.stdout
     return VidMuse.get_pretrained(out, device="cpu")
 
 
@@ -240,7 +243,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert list((checkpoint.parent / "samples" / "epoch_0004").glob("*.wav"))
 
     out = tmp_path / "exported"
-    model = _export(checkpoint, out)
+    model = _export(["--sig", checkpoint.parent.name], out, dora_dir=dora)
     best = torch.load(checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.lm.state_dict().items():
         assert torch.equal(value, best[key]), key
@@ -290,7 +293,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
                f"compression_model_checkpoint={codec_checkpoint}"]
     assert _train(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
-    model = _export(lm_checkpoint, tmp_path / "model")
+    model = _export(["--checkpoint", str(lm_checkpoint)], tmp_path / "model")
     trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.compression_model.state_dict().items():
         assert torch.equal(value, trained[key]), key

@@ -1,7 +1,8 @@
 """Video-music pairs for training: AudioCraft's `AudioDataset` with the frames of each segment.
 
 A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own loader drops unknown fields, so
-`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)` (`info.description` holds the optional text):
+`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)`
+(`info.description` holds the optional text):
 - the audio segment, resampled and padded to `segment_duration`;
 - local frames of the same time span at `local_fps` (uint8 `[3, Tl, H, W]`), or their cached CLIP tokens
   (`[Tl, P, D]`), frame k at `seek + k / local_fps` (timestamp-aligned with the audio);

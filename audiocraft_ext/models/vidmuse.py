@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
-                          still_video_frames)
+                           still_video_frames)
 from .lm import VideoBatch, VidMuseLM
 from .loaders import load_compression_model, load_lm_model
 
