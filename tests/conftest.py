@@ -12,7 +12,6 @@ import torch
 from audiocraft_ext.models.builders import get_vidmuse_lm, load_lm_config
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "vidmuse_official_tiny"
 
 
