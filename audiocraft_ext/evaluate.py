@@ -14,18 +14,23 @@ printed as a table and written as JSON (`--out`).
 
 import argparse
 import json
+import logging
 from pathlib import Path
 import sys
 import tempfile
 import typing as tp
-import warnings
 
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 import torch
 from tqdm import tqdm
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+from .data.video_dataset import load_video_audio_meta
+from .media.extensions import AUDIO_EXTENSIONS, find_media
+from .models.cli import add_codebooks_argument, add_model_arguments, load_model_from_args, setup_logging
+from .models.scoring import TOKEN_CACHE_FOLDER, TrackTokenCache, score_tracks
+from .models.vidmuse import VidMuse
+from .synth.evaluate import evaluate as evaluate_synthetic
 
 
 class MissingMetricWeights(RuntimeError):
@@ -43,26 +48,23 @@ def retrieval_metrics(scores: torch.Tensor) -> tp.Dict[str, float]:
             "MRR": float((1 / ranks).mean()), "pairs": int(scores.shape[0]), "chance_R@1": 1 / scores.shape[0]}
 
 
-def retrieval(model, manifest: Path, window: float = 10.0, batch_size: int = 8, progress: bool = False,
+def retrieval(model: VidMuse, manifest: Path, window: float = 10.0, batch_size: int = 8, progress: bool = False,
               codebooks: tp.Optional[int] = 1) -> tp.Dict[str, float]:
     """Score every (video, track) pair of a manifest with the recommendation score (on the first `codebooks`
     codebooks; None: all); retrieval metrics."""
-    from .data.video_dataset import load_video_audio_meta
-    from .recommend import TrackTokenCache, load_query, score_tracks
     metas = load_video_audio_meta(manifest)
     folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
-    cache = TrackTokenCache(model, folder / ".audiocraft_ext_tokens")
+    cache = TrackTokenCache(model, folder / TOKEN_CACHE_FOLDER)
     tokens = [cache.tokens(Path(m.path)) for m in metas]
-    rows = [score_tracks(model, load_query(model, Path(m.video_path), None, window), tokens, window, batch_size,
-                         codebooks) for m in tqdm(metas, desc="videos", disable=not progress)]
+    rows = [score_tracks(model, model.load_video(m.video_path), tokens, window, batch_size, codebooks)
+            for m in tqdm(metas, desc="videos", disable=not progress)]
     return retrieval_metrics(torch.tensor(rows))
 
 
 def paired_audio(generated: Path, reference: Path) -> tp.List[tp.Tuple[Path, Path]]:
     """Generated and reference files with the same stem."""
-    refs = {p.stem: p for p in reference.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS}
-    pairs = [(p, refs[p.stem]) for p in sorted(generated.iterdir())
-             if p.suffix.lower() in AUDIO_EXTENSIONS and p.stem in refs]
+    refs = {p.stem: p for p in find_media(reference, AUDIO_EXTENSIONS)}
+    pairs = [(p, refs[p.stem]) for p in find_media(generated, AUDIO_EXTENSIONS) if p.stem in refs]
     if not pairs:
         raise ValueError(f"no audio files with matching names in {generated} and {reference}")
     return pairs
@@ -141,7 +143,6 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
-    from .recommend import add_codebooks_argument
     parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generated", type=Path, help="folder of generated music")
@@ -150,7 +151,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--fad_vggish", type=Path, default=None, help="VGGish checkpoint for FAD")
     parser.add_argument("--fad_bin", type=Path, default=None, help="frechet_audio_distance code folder for FAD")
     parser.add_argument("--clap_checkpoint", type=Path, default=None, help="CLAP checkpoint for text consistency")
-    parser.add_argument("--model_path", default="./model")
+    add_model_arguments(parser)
     parser.add_argument("--manifest", type=Path, help="paired videos/music (data.jsonl folder) for --retrieval")
     parser.add_argument("--retrieval", action="store_true", help="video -> music retrieval R@1, R@5, MRR")
     parser.add_argument("--window", type=float, default=10.0, help="seconds scored per pair (retrieval)")
@@ -158,7 +159,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--synthetic", type=Path, help="synthetic corpus folder: attribute correlations")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON results")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
+    setup_logging(logging.WARNING)
     results: dict = {}
     try:
         if args.generated or args.reference:
@@ -174,15 +175,13 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
             if args.clap_checkpoint:
                 results["clap"] = clap_metric(pairs, args.clap_checkpoint)
         if args.retrieval or args.synthetic:
-            from .models.vidmuse import VidMuse
-            model = VidMuse.get_pretrained(args.model_path)
+            if args.retrieval and args.manifest is None:
+                parser.error("--retrieval needs --manifest")
+            model = load_model_from_args(args).model
             if args.retrieval:
-                if args.manifest is None:
-                    parser.error("--retrieval needs --manifest")
                 results["retrieval"] = retrieval(model, args.manifest, args.window, progress=True,
                                                  codebooks=args.codebooks)
             if args.synthetic:
-                from .synth.evaluate import evaluate as evaluate_synthetic
                 results["synthetic"] = evaluate_synthetic(model, args.synthetic, null_ablation=True,
                                                          progress=True)["summary"]
     except (MissingMetricWeights, ValueError, FileNotFoundError) as err:

@@ -3,7 +3,8 @@
     python -m audiocraft_ext.export --sig 1188fb8b --out ./model
     python -m audiocraft_ext.export --checkpoint output/vidmuse/xps/1188fb8b/checkpoint.th --out ./model \
         --compression facebook/encodec_32khz
-    python -m audiocraft_ext.export --sig 1188fb8b --out ./model --compression output/vidmuse/xps/<codec sig>/checkpoint.th
+    python -m audiocraft_ext.export --sig 1188fb8b --out ./model \
+        --compression output/vidmuse/xps/<codec sig>/checkpoint.th
 """
 
 import argparse
@@ -12,7 +13,9 @@ from pathlib import Path
 import sys
 import typing as tp
 
-from .utils.export import export_xp_checkpoint
+from .environment import xp_checkpoint
+from .models.cli import load_model, setup_logging
+from .models.export import export_xp_checkpoint
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
@@ -28,19 +31,19 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                              "checkpoint.th of a codec training run)")
     parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    checkpoint = args.checkpoint
-    if args.sig:
-        from .train import main as train_main
-        checkpoint = Path(train_main.get_xp_from_sig(args.sig).folder) / "checkpoint.th"
+    setup_logging(logging.INFO)
+    checkpoint = xp_checkpoint(args.sig) if args.sig else args.checkpoint
     if not checkpoint.is_file():
-        print(f"no checkpoint at {checkpoint}", file=sys.stderr)
+        print(f"error: no checkpoint at {checkpoint}", file=sys.stderr)
         return 2
-    out = export_xp_checkpoint(checkpoint, args.out, args.compression)
+    try:
+        out = export_xp_checkpoint(checkpoint, args.out, args.compression)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"exported {checkpoint} -> {out}")
     if args.check:
-        from .models.vidmuse import VidMuse
-        model = VidMuse.get_pretrained(out, device="cpu")
+        model = load_model(out, device="cpu").model
         print(f"loaded: {sum(p.numel() for p in model.lm.parameters()) / 1e6:.1f} M LM parameters, codec "
               f"{model.sample_rate} Hz, {model.compression_model.num_codebooks} codebooks")
     return 0

@@ -3,7 +3,7 @@
     python -m audiocraft_ext.infer --model_path ./model --video_dir ./dataset/example/infer --output_dir ./result/
 
 Exit status: 0 when every input was done or skipped, 1 when any input failed (the others are still processed),
-2 when the run cannot start (missing model, bad folders, bad arguments).
+2 when the run cannot start (a model that cannot be loaded, bad folders, bad arguments).
 """
 
 import argparse
@@ -11,14 +11,12 @@ import logging
 from pathlib import Path
 import sys
 import typing as tp
-import warnings
 
-import torch
-
-from .data.video import IMAGE_EXTENSIONS
-from .models.loaders import ModelFilesMissing, find_lm_file
-from .models.vidmuse import VidMuse
-from .pipeline import VIDEO_EXTENSIONS, GenerationSettings, file_checksum, find_inputs, run
+from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
+from .media.mux import ORIGINAL_AUDIO_MODES
+from .media.video import RESIZE_MODES
+from .models.cli import add_model_arguments, load_model_from_args, setup_logging
+from .pipeline import GenerationSettings, run
 
 logger = logging.getLogger("audiocraft_ext.infer")
 
@@ -26,8 +24,7 @@ logger = logging.getLogger("audiocraft_ext.infer")
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m audiocraft_ext.infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_path", default="./model", help="checkpoint folder (state_dict.bin + "
-                        "compression_state_dict.bin) or Hugging Face hub id")
+    add_model_arguments(parser)
     parser.add_argument("--video_dir", default="./dataset/example/infer", help="folder of input videos / images")
     parser.add_argument("--output_dir", default="./result/", help="where the wav, mp4 and json files go")
     parser.add_argument("--topk", type=int, default=250, help="top-k sampling (0: off)")
@@ -36,41 +33,27 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cfg_coef", type=float, default=3.0, help="classifier-free guidance coefficient")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                        help="LM weights dtype (auto: float32 on CPU, float16 on CUDA)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")
     parser.add_argument("--max_duration", type=float, default=None,
                         help="music for at most this many seconds of each video (the mp4 is cut to it)")
     parser.add_argument("--image_duration", type=float, default=10.0, help="seconds of music for an image")
-    parser.add_argument("--original_audio", choices=["drop", "keep", "mix"], default="drop",
+    parser.add_argument("--original_audio", choices=ORIGINAL_AUDIO_MODES, default="drop",
                         help="the input's own audio: drop it, keep it as a second track, or mix it in")
     parser.add_argument("--original_volume", type=float, default=0.5, help="gain of the original audio for mix")
-    parser.add_argument("--resize_mode", choices=["squash", "center_crop"], default="squash",
+    parser.add_argument("--resize_mode", choices=RESIZE_MODES, default="squash",
                         help="how frames become 224x224: squash (as the official weights were trained) or crop")
     parser.add_argument("--description", default=None,
                         help="text steering the music with the picture (models with a text conditioner)")
     parser.add_argument("--extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS),
                         help="video file extensions to process")
     parser.add_argument("--overwrite", action="store_true", help="regenerate inputs whose outputs exist")
-    parser.add_argument("--clip_num_heads", type=int, default=None,
-                        help="CLIP head count for checkpoints that do not record it (default: ViT-B/32's 12)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.getLogger("audiocraft").setLevel(logging.WARNING)  # its per-length pattern messages
+    setup_logging(logging.WARNING if args.quiet else logging.INFO)
     video_dir, output_dir = Path(args.video_dir), Path(args.output_dir)
     if not video_dir.is_dir():
         logger.error("video folder not found: %s", video_dir)
@@ -90,27 +73,19 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     except ValueError as err:
         logger.error("%s", err)
         return 2
-    inputs = find_inputs(video_dir, [e.strip() for e in args.extensions.split(",") if e.strip()], IMAGE_EXTENSIONS)
+    inputs = find_media(video_dir, [*(e.strip() for e in args.extensions.split(",") if e.strip()),
+                                    *IMAGE_EXTENSIONS])
     if not inputs:
         logger.error("no videos or images in %s", video_dir)
         return 2
-    try:
-        checksum = file_checksum(find_lm_file(args.model_path))
-        model = VidMuse.get_pretrained(args.model_path, device=_device(args.device),
-                                       dtype=None if args.dtype == "auto" else args.dtype,
-                                       clip_num_heads=args.clip_num_heads)
-    except ModelFilesMissing as err:
-        logger.error("cannot load the model: %s", err)
-        return 2
-    except Exception as err:  # not a VidMuse checkpoint, a corrupt file, shapes that do not match, ...
-        logger.error("cannot load the model from %s: %s: %s", args.model_path, err.__class__.__name__, err)
-        return 2
+    loaded = load_model_from_args(args)
+    model = loaded.model
     if settings.description and not model.lm.has_text_conditioner:
         logger.error("--description: this model has no text conditioner")
         return 2
     logger.info("model %s on %s; %d input(s) from %s", args.model_path, model.device, len(inputs), video_dir)
     summary = run(model, inputs, output_dir, settings, batch_size=args.batch_size, overwrite=args.overwrite,
-                  model_checksum=checksum, progress=not args.quiet)
+                  model_checksum=loaded.checksum, progress=not args.quiet)
     for line in summary.lines():
         print(line)
     return 1 if summary.failed else 0

@@ -10,26 +10,23 @@ and the sidecar last, so an input whose three outputs exist is complete and is s
 
 from dataclasses import asdict, dataclass, field
 import datetime
-import hashlib
 import json
 import logging
 from pathlib import Path
-import secrets
 import typing as tp
 
 import torch
 from tqdm import tqdm
 
 from . import __version__
-from .data.audio import normalize_music, write_wav
-from .data.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
-from .data.video import IMAGE_EXTENSIONS, VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
-from .models.vidmuse import VidMuse
+from .media.audio import normalize_music, write_wav
+from .media.extensions import is_image
+from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
+from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
+from .models.vidmuse import VidMuse, draw_seed
 from .utils.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 
 @dataclass
@@ -107,18 +104,6 @@ class RunSummary:
         return lines
 
 
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def find_inputs(folder: Path, extensions: tp.Sequence[str] = VIDEO_EXTENSIONS,
-                image_extensions: tp.Sequence[str] = IMAGE_EXTENSIONS) -> tp.List[Path]:
-    """Videos and images directly in `folder` (not recursive), sorted by name; hidden files are ignored."""
-    wanted = {e.lower() if e.startswith(".") else "." + e.lower() for e in (*extensions, *image_extensions)}
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in wanted)
-
-
 def output_paths(inputs: tp.Sequence[Path], output_dir: Path) -> tp.Dict[Path, OutputPaths]:
     """Output names: `<stem>.*`, or `<name>.*` (extension kept) for inputs that share a stem; a name still
     taken (e.g. `a.mov` and `a.mov.mkv` both giving `a.mov`) gets a counter, `a.mov-2.*`."""
@@ -136,15 +121,6 @@ def output_paths(inputs: tp.Sequence[Path], output_dir: Path) -> tp.Dict[Path, O
         result[path] = OutputPaths(output_dir / f"{candidate}.wav", output_dir / f"{candidate}.mp4",
                                    output_dir / f"{candidate}.json")
     return result
-
-
-def file_checksum(path: Path, chunk: int = 1 << 24) -> str:
-    """sha256 of a file, read in chunks (the 7.9 GB release takes a few seconds)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> PreparedInput:
@@ -190,7 +166,7 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     output_dir.mkdir(parents=True, exist_ok=True)
     model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                                 cfg_coef=settings.cfg_coef, extend_stride=model.extend_stride)
-    seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31 - 1)
+    seed = settings.seed if settings.seed is not None else draw_seed()
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()
     todo = []

@@ -1,3 +1,4 @@
+# Derived from AudioCraft's audiocraft/train.py (Copyright (c) Meta Platforms, Inc. and affiliates, MIT): see NOTICE.
 """Training entry point for Dora (`dora run solver=vidmuse/debug dset=<name>`; `train.sh` wraps it).
 
 AudioCraft's own `audiocraft.train` cannot be imported from its PyPI package (its Hydra config folder is not
@@ -8,17 +9,15 @@ solver named in the config (VidMuse here, any AudioCraft solver otherwise) and r
 import logging
 import multiprocessing
 import os
-from pathlib import Path
 import random
 import typing as tp
 
-from dora import XP, git_save, hydra_main
+from dora import git_save, hydra_main
 import flashy
-import hydra
 import omegaconf
 import torch
 
-from .environment import setup_environment
+from .environment import setup_environment, xp_checkpoint
 
 setup_environment()
 from audiocraft.environment import AudioCraftEnvironment  # noqa: E402  (reads AUDIOCRAFT_CONFIG)
@@ -46,7 +45,8 @@ def resolve_checkpoint_reference(value: tp.Optional[str], continue_from: bool = 
     one; the VidMuse solver loads the XP's best state itself, and for the same reason a local `continue_from`
     path gets the `//pretrained/` prefix. Hub names and paths that do not exist there are returned unchanged."""
     if isinstance(value, str) and value.startswith(SIG_PREFIX):
-        return PRETRAINED_PREFIX + str(Path(main.dora.dir) / "xps" / value[len(SIG_PREFIX):] / "checkpoint.th")
+        # the Dora folder as Dora resolved it at launch: the solver runs inside its XP folder
+        return PRETRAINED_PREFIX + str(xp_checkpoint(value[len(SIG_PREFIX):], main.dora.dir))
     if not isinstance(value, str) or (value.startswith("//") and not value.startswith(PRETRAINED_PREFIX)):
         return value
     prefix = PRETRAINED_PREFIX if value.startswith(PRETRAINED_PREFIX) or continue_from else ""
@@ -71,25 +71,6 @@ def get_solver(cfg: omegaconf.DictConfig):
         if key in cfg:  # the codec solver has no compression_model_checkpoint
             cfg[key] = resolve_checkpoint_reference(cfg[key], continue_from=key == "continue_from")
     return solvers.get_solver(cfg)
-
-
-def get_solver_from_sig(sig: str, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
-    """The solver of a Dora experiment signature, restored from its last checkpoint (e.g. for export)."""
-    xp = main.get_xp_from_sig(sig)
-    return get_solver_from_xp(xp, override_cfg, load_best)
-
-
-def get_solver_from_xp(xp: XP, override_cfg: tp.Optional[dict] = None, load_best: bool = True):
-    cfg = xp.cfg
-    if override_cfg:
-        cfg = omegaconf.OmegaConf.merge(cfg, omegaconf.DictConfig(override_cfg))
-    try:
-        with xp.enter():
-            solver = get_solver(cfg)
-            solver.restore(load_best=load_best, ignore_state_keys=["optimizer"])
-        return solver
-    finally:
-        hydra.core.global_hydra.GlobalHydra.instance().clear()
 
 
 def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:

@@ -16,10 +16,11 @@ import warnings
 import numpy as np
 import torch
 
-from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
-from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
+from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta
 from audiocraft_ext.modules.visual import VideoEncoder, VisualConfig
+from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
+from audiocraft_ext.utils.checksum import module_fingerprint
 
 warnings.filterwarnings("ignore")
 

@@ -164,7 +164,9 @@ def main():
                         help="LM shape: VidMuse-small (dim 1024, 24 layers) or the release's medium (1536, 48)")
     parser.add_argument("--layers", type=int, default=None, help="fewer transformer layers (quick runs)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
-    parser.add_argument("--seconds", type=float, default=30.0, help="music to generate (one window: <= 30)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="video and music length (one window: <= 30)")
+    parser.add_argument("--decode_seconds", type=float, default=None,
+                        help="decode only this much music (first-step comparisons; default: --seconds)")
     parser.add_argument("--baseline_steps", type=int, default=None,
                         help="steps for the ratio against AudioCraft (default 20 small, 4 medium)")
     parser.add_argument("--edge_steps", type=int, default=50, help="steps timed at the start and at the end")
@@ -191,7 +193,7 @@ def main():
         start = time.perf_counter()
         lm = load_lm_model(folder, dtype=args.dtype)
         print(f"loaded as {args.dtype} in {time.perf_counter() - start:.1f} s")
-        tokens = int(args.seconds * FRAME_RATE)
+        tokens = int((args.decode_seconds or args.seconds) * FRAME_RATE)
         local = int(args.seconds * LOCAL_FPS)
         video = random_video(local, GLOBAL_FRAMES)
         print(f"model: dim {lm.dim}, {len(lm.transformer.layers)} layers, {args.dtype}; {local} local + "
@@ -220,7 +222,7 @@ def main():
         figures["read_bound_fraction"] = fraction
         print(f"read bandwidth {bandwidth / 1e9:.1f} GB/s -> bound {bandwidth / total_bytes:.2f} steps/s; decoding "
               f"reaches {fraction:.1%} of it ({mean_rate:.2f} steps/s over the window)")
-        print(f"seconds for {args.seconds:g} s of music: {timing.total:.1f}")
+        print(f"seconds for {args.decode_seconds or args.seconds:g} s of music: {timing.total:.1f}")
 
         float_lm = lm if args.dtype == "float32" else load_lm_model(folder, dtype="float32")
         del lm

@@ -1,17 +1,17 @@
 """Gradio demo: music for an uploaded video or image.
 
-    python -m demos.VidMuse_app [--model_path ./model] [--listen] [--server_port N] [--share]
-                                [--username U --password P] [--inbrowser]
+    python -m demos.VidMuse_app [--model_path ./model] [--device D] [--dtype T] [--listen] [--server_port N]
+                                [--share] [--username U --password P] [--inbrowser]
 
 The model is loaded once and shared; its streaming state lives on its modules, so one generation runs at a time
 (the queue holds the others). Generation is the same code as `infer.sh` (`audiocraft_ext.pipeline`); a progress
-bar follows the decoding steps and Interrupt stops a running generation between two steps.
+bar follows the decoding steps. Interrupt stops the generation of the browser session that pressed it (between
+two decoding steps) and takes its waiting requests out of the queue; other visitors' generations go on.
 """
 
 import argparse
 from dataclasses import replace
 import logging
-import os
 from pathlib import Path
 import shutil
 import sys
@@ -19,15 +19,15 @@ import tempfile
 import threading
 import time
 import typing as tp
-import warnings
 
 import gradio as gr
 
-from audiocraft_ext.data.video import VideoReadError, probe_video
-from audiocraft_ext.models.loaders import ModelFilesMissing, find_lm_file
-from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.pipeline import GenerationSettings, file_checksum, is_image, output_paths, prepare_input, \
-    write_outputs
+from audiocraft_ext.media.extensions import is_image
+from audiocraft_ext.media.video import VideoReadError, probe_video
+from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
+from audiocraft_ext.models.vidmuse import VidMuse, draw_seed
+from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, output_paths, prepare_input,
+                                     write_outputs)
 
 logger = logging.getLogger("demos.VidMuse_app")
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,14 @@ class GenerationInterrupted(Exception):
     """Raised from the progress callback when Interrupt was pressed."""
 
 
+def session_of(request: tp.Optional[gr.Request]) -> tp.Optional[str]:
+    """The browser session of a request (None for a direct call, as in tests)."""
+    return request.session_hash if request is not None else None
+
+
 class MusicDemo:
-    """The demo's state: one shared model, a lock (one generation at a time), a stop flag, a temp folder.
+    """The demo's state: one shared model, a lock (one generation at a time), the stop flag of each session's
+    generation, a temp folder.
 
     Args:
         model: the loaded `VidMuse`.
@@ -53,7 +59,7 @@ class MusicDemo:
         self.max_duration = max_duration
         self.model_checksum = model_checksum
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.stops: tp.Dict[tp.Optional[str], threading.Event] = {}  # session -> stop flag of its generation
         self.workdir = Path(tempfile.mkdtemp(prefix="vidmuse_demo_"))
 
     def close(self):
@@ -65,16 +71,21 @@ class MusicDemo:
             if now - folder.stat().st_mtime > MAX_TEMP_AGE:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def interrupt(self) -> str:
-        self.stop.set()
-        return "Interrupting…"
+    def interrupt(self, request: tp.Optional[gr.Request] = None) -> str:
+        """Stop the generation of the session that asks (it ends at its next decoding step); no other."""
+        stop = self.stops.get(session_of(request))
+        if stop is None:
+            return "Nothing to interrupt."
+        stop.set()
+        return "Interrupted."
 
     def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
                  top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
-                 description: str = "", progress: gr.Progress = gr.Progress()
-                 ) -> tp.Tuple[str, str, tp.List[str], str]:
+                 description: str = "", progress: gr.Progress = gr.Progress(),
+                 request: tp.Optional[gr.Request] = None) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
-        status line. Bad input raises `gr.Error` with the reason, shown in the page."""
+        status line. Bad input raises `gr.Error` with the reason, shown in the page; so does an Interrupt from
+        the same session."""
         source = video or image
         if not source:
             raise gr.Error("Upload a video or an image first.")
@@ -93,37 +104,47 @@ class MusicDemo:
                                       cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
                                       max_duration=cap, image_duration=min(float(image_duration), cap),
                                       description=(description or "").strip() or None)
-        seed_used = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+        seed_used = settings.seed if settings.seed is not None else draw_seed()
         settings = replace(settings, seed=seed_used)
-        with self.lock:
-            self.stop.clear()
-            self._clean_old_outputs()
-            try:
-                item = prepare_input(self.model, path, settings)
-            except (VideoReadError, ValueError) as err:
-                raise gr.Error(f"Cannot use this file: {getattr(err, 'reason', err)}.") from None
-
-            def on_step(done: int, total: int):
-                if self.stop.is_set():
-                    raise GenerationInterrupted()
-                progress((done, total), desc="Composing", unit="steps")
-
-            self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
-                                             temperature=settings.temperature, cfg_coef=settings.cfg_coef,
-                                             extend_stride=self.model.extend_stride)
-            self.model.set_custom_progress_callback(on_step)
-            try:
-                texts = [settings.description] if settings.description else None
-                music = self.model.generate([item.frames], seed=seed_used, descriptions=texts)[0]
-            except GenerationInterrupted:
-                raise gr.Error("Generation interrupted.") from None
-            finally:
-                self.model.set_custom_progress_callback(None)
-            out_dir = Path(tempfile.mkdtemp(dir=self.workdir))
-            paths = output_paths([path], out_dir)[path]
-            write_outputs(self.model, item, music, paths, settings, seed_used, self.model_checksum)
+        session, stop = session_of(request), threading.Event()
+        self.stops[session] = stop  # before the lock: an Interrupt while waiting for it counts too
+        try:
+            with self.lock:
+                paths, item = self._generate(path, settings, stop, progress)
+        finally:
+            if self.stops.get(session) is stop:
+                del self.stops[session]
         status = " ".join(notices + [f"{item.duration:.1f} s of music, seed {seed_used}."])
         return str(paths.mp4), str(paths.wav), [str(paths.mp4), str(paths.wav), str(paths.sidecar)], status
+
+    def _generate(self, path: Path, settings: GenerationSettings, stop: threading.Event, progress: gr.Progress
+                  ) -> tp.Tuple[OutputPaths, PreparedInput]:
+        """Generate and write the outputs of one request (under the lock); `stop` ends it at a decoding step."""
+        self._clean_old_outputs()
+        try:
+            item = prepare_input(self.model, path, settings)
+        except (VideoReadError, ValueError) as err:
+            raise gr.Error(f"Cannot use this file: {getattr(err, 'reason', err)}.") from None
+
+        def on_step(done: int, total: int):
+            if stop.is_set():
+                raise GenerationInterrupted()
+            progress((done, total), desc="Composing", unit="steps")
+
+        self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
+                                         temperature=settings.temperature, cfg_coef=settings.cfg_coef,
+                                         extend_stride=self.model.extend_stride)
+        self.model.set_custom_progress_callback(on_step)
+        try:
+            texts = [settings.description] if settings.description else None
+            music = self.model.generate([item.frames], seed=settings.seed, descriptions=texts)[0]
+        except GenerationInterrupted:
+            raise gr.Error("Generation interrupted.") from None
+        finally:
+            self.model.set_custom_progress_callback(None)
+        paths = output_paths([path], Path(tempfile.mkdtemp(dir=self.workdir)))[path]
+        write_outputs(self.model, item, music, paths, settings, settings.seed, self.model_checksum)
+        return paths, item
 
 
 def build_ui(demo: MusicDemo) -> gr.Blocks:
@@ -158,17 +179,21 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 result_audio = gr.Audio(label="Music", type="filepath")
                 files = gr.File(label="Downloads", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
-        submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef, seed,
-                                     max_duration, description], [result_video, result_audio, files, status],
-                     api_name="generate", concurrency_limit=1)
-        stop.click(demo.interrupt, None, status, api_name="interrupt", concurrency_limit=None, queue=False)
+        generation = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef,
+                                                  seed, max_duration, description],
+                                  [result_video, result_audio, files, status], api_name="generate",
+                                  concurrency_limit=1)
+        # Gradio's cancellation takes this session's waiting requests out of the queue; a running one (a sync
+        # function Gradio cannot stop) sees its session's stop flag at its next decoding step.
+        stop.click(demo.interrupt, None, status, api_name="interrupt", concurrency_limit=None, queue=False,
+                   cancels=[generation])
     return ui
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demos.VidMuse_app", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_path", default="./model", help="checkpoint folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--listen", default="127.0.0.1", nargs="?", const="0.0.0.0",
                         help="address to serve on (--listen alone: 0.0.0.0, all interfaces)")
     parser.add_argument("--server_port", type=int, default=7860)
@@ -176,27 +201,18 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--username", default=None)
     parser.add_argument("--password", default=None)
     parser.add_argument("--inbrowser", action="store_true", help="open the page in a browser")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--max_duration", type=float, default=60.0, help="longest music per request (s)")
-    parser.add_argument("--clip_num_heads", type=int, default=None)
     return parser
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("audiocraft").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    setup_logging(logging.INFO)
     if bool(args.username) != bool(args.password):
         logger.error("--username and --password go together")
         return 2
-    try:
-        checksum = file_checksum(find_lm_file(args.model_path))
-        model = VidMuse.get_pretrained(args.model_path, device=args.device, clip_num_heads=args.clip_num_heads)
-    except ModelFilesMissing as err:
-        logger.error("cannot load the model: %s", err)
-        return 2
-    demo = MusicDemo(model, max_duration=args.max_duration, model_checksum=checksum)
+    loaded = load_model_from_args(args)
+    demo = MusicDemo(loaded.model, max_duration=args.max_duration, model_checksum=loaded.checksum)
     ui = build_ui(demo)
     ui.queue(default_concurrency_limit=1, max_size=32)
     try:

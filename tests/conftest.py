@@ -2,23 +2,21 @@
 
 import os
 from pathlib import Path
-import warnings
 
+import audiocraft_ext  # noqa: F401  (first: it quiets xFormers' CPU notice before AudioCraft imports xFormers)
 from audiocraft.models import builders as audiocraft_builders
 from omegaconf import OmegaConf
 import pytest
 import torch
 
 from audiocraft_ext.models.builders import get_vidmuse_lm, load_lm_config
-from audiocraft_ext.utils.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
+from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 
-warnings.filterwarnings("ignore", message=".*xFormers.*")
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "vidmuse_official_tiny"
+DEFAULT_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "vidmuse_official_tiny"
 
 
 def parity_fixture_dir() -> Path:
-    """The official-parity fixture folder: $VIDMUSE_PARITY_FIXTURE or ../shared/fixtures/vidmuse_official_tiny."""
+    """The official-parity fixture folder: $VIDMUSE_PARITY_FIXTURE or tests/fixtures/vidmuse_official_tiny."""
     return Path(os.environ.get("VIDMUSE_PARITY_FIXTURE", DEFAULT_FIXTURE))
 
 

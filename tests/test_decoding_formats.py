@@ -6,12 +6,14 @@ import json
 import pytest
 import torch
 
+from audiocraft_ext import infer
 from audiocraft_ext.models.format_quality import compare_formats, greedy_codes
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.loaders import UnsupportedDtype, load_lm_model, resolve_dtype
 from audiocraft_ext.modules.cross_attention import MemoryRows
 from audiocraft_ext.modules.int8 import Int8Linear, int8_supported
 from audiocraft_ext.modules.self_attention import PreallocatedSelfAttention, self_attention_modules
+from audiocraft_ext.synth.scenes import Scene, write_image
 from audiocraft_ext.utils.pages import release_pages
 
 from conftest import build_tiny_lm, parity_fixture_dir
@@ -198,3 +200,13 @@ def test_reduced_formats_stay_close_to_float32_on_the_parity_fixture(parity_mode
     assert quality.kl_per_token < 5e-3
     assert quality.top1_agreement > 0.9
     assert quality.greedy_agreement > 0.5
+
+
+def test_int8_on_a_gpu_is_refused_on_one_line_with_exit_2(tiny_checkpoint, tmp_path, capsys):
+    image = write_image(tmp_path / "inputs" / "picture.png", Scene(1.0), (64, 48))
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(["--video_dir", str(image.parent), "--output_dir", str(tmp_path / "out"),
+                    "--model_path", str(tiny_checkpoint), "--device", "cuda", "--dtype", "int8"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "int8 weights run on CPU only" in error

@@ -3,16 +3,19 @@
 from pathlib import Path
 import shutil
 import socket
+import threading
+import time
+import typing as tp
 
 import gradio as gr
 import numpy as np
 import pytest
 import soundfile
 
-from audiocraft_ext.data.audio import read_audio_track
-from audiocraft_ext.data.synthetic import Scene, Shape, write_image
-from audiocraft_ext.data.video import probe_video
+from audiocraft_ext.media.audio import read_audio_track
+from audiocraft_ext.media.video import probe_video
 from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 from demos.VidMuse_app import MusicDemo, build_ui
 
 from media import write_video
@@ -75,13 +78,14 @@ def test_interrupt_stops_a_running_generation(demo, clip, monkeypatch):
         demo.model.set_custom_progress_callback(
             (lambda callback: lambda done, total: (steps.append(done), callback(done, total)))(
                 demo.model._progress_callback))
-        demo.interrupt()  # as the Interrupt button does, from another request
+        assert demo.interrupt() == "Interrupted."  # as the Interrupt button does, from another request
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(demo.model, "generate", generate_then_interrupt)
     with pytest.raises(gr.Error, match="interrupted"):
         demo.generate(str(clip), None, **PARAMS)
     assert steps == [1]  # stopped at the first decoding step, not at the end
+    assert demo.interrupt() == "Nothing to interrupt."
     monkeypatch.undo()
     demo.generate(str(clip), None, **PARAMS)  # the next request runs normally
 
@@ -111,6 +115,84 @@ def test_gradio_client_end_to_end(server, clip):
     assert abs(probe_video(path).duration - 2.0) < 1e-3
     assert soundfile.info(audio).frames == 2 * 32000
     assert len(files) == 3
+
+
+class PausedGeneration:
+    """Holds every generation at its first decoding step until `resume()`; records the steps and the time span
+    of each generation."""
+
+    def __init__(self, model, monkeypatch, pause: bool = True):
+        self.model, self.pause = model, pause
+        self.running, self.resumed = threading.Event(), threading.Event()
+        self.steps: tp.List[int] = []
+        self.spans: tp.List[tp.Tuple[float, float]] = []
+        self.real_generate = model.generate
+        monkeypatch.setattr(model, "generate", self.generate)
+
+    def generate(self, *args, **kwargs):
+        callback = self.model._progress_callback  # the demo's: it checks the session's stop flag
+
+        def on_step(done: int, total: int):
+            self.steps.append(done)
+            if done == 1 and self.pause:
+                self.running.set()
+                self.resumed.wait(60)
+            callback(done, total)
+
+        self.model.set_custom_progress_callback(on_step)
+        start = time.monotonic()
+        try:
+            return self.real_generate(*args, **kwargs)
+        finally:
+            self.spans.append((start, time.monotonic()))
+
+    def resume(self):
+        self.resumed.set()
+
+
+def request(clip: Path, seed: int = 0, max_duration: int = 8) -> tuple:
+    from gradio_client import handle_file
+    return handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, seed, max_duration, ""
+
+
+def test_interrupt_stops_only_the_generation_of_its_own_session(demo, server, clip, monkeypatch):
+    from gradio_client import Client
+    visitor_a, visitor_b = Client(server, verbose=False), Client(server, verbose=False)
+    paused = PausedGeneration(demo.model, monkeypatch)
+    try:
+        job = visitor_a.submit(*request(clip), api_name="/generate")
+        assert paused.running.wait(60)
+        assert visitor_b.predict(api_name="/interrupt") == "Nothing to interrupt."  # B has no generation
+    finally:
+        paused.resume()
+    _, audio, _, status = job.result(timeout=120)
+    assert "seed 0" in status and soundfile.info(audio).frames == 2 * 32000
+    assert paused.steps[-1] == 100  # A's generation ran to its end
+
+    paused.running.clear()
+    paused.resumed.clear()
+    paused.steps.clear()
+    try:
+        job = visitor_a.submit(*request(clip), api_name="/generate")
+        assert paused.running.wait(60)
+        assert visitor_a.predict(api_name="/interrupt") == "Interrupted."
+    finally:
+        paused.resume()
+    with pytest.raises(Exception, match="Generation interrupted"):
+        job.result(timeout=120)
+    assert paused.steps == [1]  # A's own Interrupt ended it at the next step
+
+
+def test_concurrent_requests_are_served_one_at_a_time(demo, server, clip, monkeypatch):
+    from gradio_client import Client
+    paused = PausedGeneration(demo.model, monkeypatch, pause=False)
+    visitors = [Client(server, verbose=False) for _ in range(6)]
+    jobs = [visitor.submit(*request(clip, seed, max_duration=1), api_name="/generate")
+            for seed, visitor in enumerate(visitors)]
+    results = [job.result(timeout=300) for job in jobs]
+    assert all(status.endswith(f"1.0 s of music, seed {seed}.") for seed, (*_, status) in enumerate(results))
+    spans = sorted(paused.spans)
+    assert len(spans) == 6 and all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (installed by `make test`)")

@@ -12,9 +12,9 @@ import pytest
 import soundfile
 import torch
 
-from audiocraft_ext.data.synthetic import Scene, Shape, write_image
-from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.infer import main
+from audiocraft_ext.media.video import probe_video
+from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 
 from media import read_index, write_video
 
@@ -182,19 +182,30 @@ def test_output_names_never_collide(tmp_path):
     assert names == ["a.mp4.wav", "a.mov.wav", "a.mov-2.wav", "b.wav"]
 
 
-def test_a_checkpoint_that_is_not_vidmuse_exits_with_2(tmp_path):
-    import torch as torch_
+def model_error(capsys, *args) -> str:
+    """The one-line error of a run whose model cannot be loaded (it exits with status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "Traceback" not in error
+    return error
+
+
+def test_a_checkpoint_that_is_not_vidmuse_exits_with_2(tmp_path, capsys):
     (tmp_path / "model").mkdir()
-    torch_.save({"best_state": {"w": torch_.zeros(1)}, "xp.cfg": "transformer_lm: {num_heads: 2}\n"},
-                tmp_path / "model" / "state_dict.bin")
+    torch.save({"best_state": {"w": torch.zeros(1)}, "xp.cfg": "transformer_lm: {num_heads: 2}\n"},
+               tmp_path / "model" / "state_dict.bin")
     write_video(tmp_path / "a.mp4", 5, 10)
-    assert run_cli(tmp_path / "model", tmp_path, tmp_path / "out") == 2
+    error = model_error(capsys, tmp_path / "model", tmp_path, tmp_path / "out")
+    assert error.startswith(f"error: cannot load the model from {tmp_path / 'model'}: KeyError")
 
 
-def test_refuses_output_folder_equal_to_input_and_missing_model(tiny_checkpoint, tmp_path):
+def test_refuses_output_folder_equal_to_input_and_missing_model(tiny_checkpoint, tmp_path, capsys):
     write_video(tmp_path / "a.mp4", 5, 10)
     assert run_cli(tiny_checkpoint, tmp_path, tmp_path) == 2
-    assert run_cli(tmp_path / "no_model", tmp_path, tmp_path / "out") == 2
+    error = model_error(capsys, tmp_path / "no_model", tmp_path, tmp_path / "out")
+    assert "no such checkpoint folder" in error and "--local-dir vidmuse_official" in error
     assert not (tmp_path / "out").exists()
 
 

@@ -1,7 +1,8 @@
 """Parity with the official VidMuse code on a fixture it wrote (tiny random weights, official checkpoint format).
 
-The fixture folder is $VIDMUSE_PARITY_FIXTURE (default ../shared/fixtures/vidmuse_official_tiny). Everything is
-read from its `xp.cfg` and tensor shapes, except the CLIP head count, taken from `tiny_arch.json`.
+The fixture folder is $VIDMUSE_PARITY_FIXTURE, by default `tests/fixtures/vidmuse_official_tiny` (its README says
+how the official code wrote it). Everything is read from its `xp.cfg` and tensor shapes, except the CLIP head
+count, taken from `tiny_arch.json`.
 A missing fixture fails these tests.
 """
 

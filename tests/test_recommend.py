@@ -1,4 +1,4 @@
-"""Music recommendation: ranking, token cache, score definition, CLI output."""
+"""Music recommendation: ranking, token cache, the likelihood score, CLI output."""
 
 import json
 import os
@@ -9,9 +9,10 @@ import soundfile
 import torch
 
 from audiocraft_ext.models.lm import VideoBatch
+from audiocraft_ext.models.scoring import TOKEN_CACHE_FOLDER, TrackTokenCache, mean_log_likelihood, score_tracks
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.recommend import (CACHE_FOLDER, TrackTokenCache, load_query, main, mean_log_likelihood,
-                                      recommend, score_tracks)
+from audiocraft_ext.recommend import load_query, main, recommend
+from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 
 from media import write_video
 
@@ -41,7 +42,7 @@ def test_ranking_is_sorted_and_skips_unreadable_tracks(model, library, tmp_path)
     assert sorted(item["path"].rsplit("/", 1)[1] for item in ranking) == ["high.flac", "low.wav", "short.wav"]
     scores = [item["score"] for item in ranking]
     assert scores == sorted(scores, reverse=True) and all(np.isfinite(scores))
-    assert len(list((library / CACHE_FOLDER).glob("*.pt"))) == 3
+    assert len(list((library / TOKEN_CACHE_FOLDER).glob("*.pt"))) == 3
 
 
 def test_score_is_conditional_minus_null_log_likelihood(model, library, tmp_path):
@@ -86,7 +87,6 @@ def test_token_cache_refreshes_changed_files(model, library, tmp_path):
 
 
 def test_cli_json_output(tiny_checkpoint, library, tmp_path, capsys):
-    from audiocraft_ext.data.synthetic import Scene, Shape, write_image
     image = write_image(tmp_path / "p.png", Scene(1.0, shapes=[Shape()]), (64, 48))
     assert main(["--library", str(library), "--image", str(image), "--model_path", str(tiny_checkpoint),
                  "--json", "--top", "2", "--window", "1.5"]) == 0

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from audiocraft_ext.models.export import LM_FILENAME
 from audiocraft_ext.models.loaders import COMPRESSION_FILENAME
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.utils.export import LM_FILENAME
 
 from media import write_video
 

@@ -5,14 +5,14 @@ import colorsys
 import numpy as np
 import soundfile
 
-from audiocraft_ext.data.synthetic import Scene, render
-from audiocraft_ext.data.video import probe_video
 from audiocraft_ext.data.video_dataset import load_video_audio_meta
+from audiocraft_ext.media.video import probe_video
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.attributes import music_attributes, spearman
 from audiocraft_ext.synth.corpus import (PROGRESSION, chord_variants, sample_spec, scenes_for, spec_from_row,
                                          synthesize, write_corpus)
 from audiocraft_ext.synth.evaluate import evaluate, format_summary
+from audiocraft_ext.synth.scenes import Scene, render
 
 
 def test_specs_and_music_are_deterministic():

@@ -9,12 +9,12 @@ import sys
 import pytest
 import torch
 
-from audiocraft_ext.data.synthetic import Scene, Shape, write_image
 from audiocraft_ext.infer import main as infer_main
 from audiocraft_ext.models.builders import load_lm_config
+from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.corpus import write_corpus
-from audiocraft_ext.utils.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
+from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 
 from conftest import build_tiny_lm, tiny_codec_cfg
 

@@ -3,23 +3,26 @@
 import json
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
 import time
+import typing as tp
 
 import numpy as np
 import pytest
 import torch
 
 from audiocraft_ext.data.build_manifest import build_manifest
-from audiocraft_ext.data.feature_cache import FeatureCache, module_fingerprint
-from audiocraft_ext.data.synthetic import melody, random_scene, write_scenes
-from audiocraft_ext.data.video_dataset import VideoAudioDataset, load_video_audio_meta, release_seek
+from audiocraft_ext.data.feature_cache import FeatureCache
+from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
+from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
 from audiocraft_ext.train import main, resolve_checkpoint_reference
+from audiocraft_ext.utils.checksum import module_fingerprint
 
 from conftest import build_tiny_lm
 from media import read_index, write_video
@@ -72,6 +75,22 @@ def test_manifest_pairs_audio_files_by_stem(tmp_path):
     assert "train: " in (tmp_path / "paired.yaml").read_text()
 
 
+def test_manifest_line_without_video_path_names_the_file_and_the_line(tmp_path):
+    entry = VideoAudioMeta(path="a.wav", duration=1.0, sample_rate=32000, video_path="a.mp4").to_dict()
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text(json.dumps(entry) + "\n\n" + json.dumps({**entry, "video_path": ""}) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:3: manifest entry without video_path")):
+        load_video_audio_meta(tmp_path)
+    manifest.write_text(json.dumps(entry) + "\n" + json.dumps({k: v for k, v in entry.items() if k != "video_path"}))
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:2: manifest entry without video_path")):
+        load_video_audio_meta(manifest)
+    manifest.write_text(json.dumps(entry) + "\n{not json\n")
+    with pytest.raises(ValueError, match=re.escape(f"{manifest}:2: ")):
+        load_video_audio_meta(manifest)
+    manifest.write_text(json.dumps(entry) + "\n")
+    assert [m.video_path for m in load_video_audio_meta(manifest)] == ["a.mp4"]
+
+
 def test_release_segment_seek():
     assert release_seek(95.0, 30.0, 0.8, 0.0) == 0.0
     assert release_seek(95.0, 30.0, 0.8, 0.99) == 60.0  # max_seek 71 s: starts 0, 30 or 60
@@ -80,7 +99,6 @@ def test_release_segment_seek():
 
 def test_dataset_items_are_time_aligned(tmp_path):
     path = write_video(tmp_path / "idx.mp4", 100, 10, audio_seconds=10.0)  # 10 s, frame i at i / 10 s
-    from audiocraft_ext.data.video_dataset import VideoAudioMeta
     meta = [VideoAudioMeta(path=str(path), duration=10.0, sample_rate=32000, video_path=str(path))]
     dataset = VideoAudioDataset(meta, num_global_frames=4, frame_size=32, seek_mode="random", segment_duration=3.0,
                                 sample_rate=32000, channels=1, num_samples=8, shuffle=True)
@@ -101,7 +119,7 @@ def test_feature_cache_matches_clip_and_follows_file_changes(tmp_path, tiny_lm_c
     assert cache.build([video], encoder.clip_tokens, progress=False) == 1
     assert cache.build([video], encoder.clip_tokens, progress=False) == 0  # cached
     local, glob = cache.segment(video, 1.0, 1.5)
-    from audiocraft_ext.data.video import load_video_frames
+    from audiocraft_ext.media.video import load_video_frames
     frames = load_video_frames(video, start=1.0, duration=1.5, num_global_frames=4)
     expected = encoder.clip_tokens(frames.local_frames.permute(1, 0, 2, 3))
     torch.testing.assert_close(local, expected, atol=2e-2, rtol=2e-2)  # stored as float16
@@ -183,11 +201,13 @@ def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
                             env=env, cwd=ROOT, start_new_session=True)
 
 
-def _export(checkpoint: Path, out: Path) -> VidMuse:
-    """Export a training checkpoint with the export CLI and load the result."""
-    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", "--checkpoint", str(checkpoint),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+def _export(source: tp.Sequence[str], out: Path, dora_dir: tp.Optional[Path] = None) -> VidMuse:
+    """Export a training checkpoint (`--checkpoint PATH` or `--sig SIG`) with the export CLI, check it, load it."""
+    env = dict(os.environ, **({"AUDIOCRAFT_DORA_DIR": str(dora_dir)} if dora_dir else {}))
+    result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", *source, "--out", str(out), "--check"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded:" in result.stdout
     return VidMuse.get_pretrained(out, device="cpu")
 
 
@@ -223,7 +243,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert list((checkpoint.parent / "samples" / "epoch_0004").glob("*.wav"))
 
     out = tmp_path / "exported"
-    model = _export(checkpoint, out)
+    model = _export(["--sig", checkpoint.parent.name], out, dora_dir=dora)
     best = torch.load(checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.lm.state_dict().items():
         assert torch.equal(value, best[key]), key
@@ -273,7 +293,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
                f"compression_model_checkpoint={codec_checkpoint}"]
     assert _train(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
-    model = _export(lm_checkpoint, tmp_path / "model")
+    model = _export(["--checkpoint", str(lm_checkpoint)], tmp_path / "model")
     trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.compression_model.state_dict().items():
         assert torch.equal(value, trained[key]), key

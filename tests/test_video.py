@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiocraft_ext.data.video import (VideoReadError, load_video_frames, probe_video, read_frames_at,
-                                       resize_frames)
+from audiocraft_ext.media.video import (VideoReadError, load_video_frames, probe_video, read_frames_at,
+                                        resize_frames)
 from audiocraft_ext.models.vidmuse import plan_windows
 
 from media import read_index, write_video

@@ -8,12 +8,12 @@ from omegaconf import OmegaConf
 import pytest
 import torch
 
-from audiocraft_ext.data.video import VideoFrames, num_local_frames
+from audiocraft_ext.media.video import VideoFrames, num_local_frames
 from audiocraft_ext.models.builders import infer_visual_config, load_lm_config
+from audiocraft_ext.models.export import LM_FILENAME, export_lm_model
 from audiocraft_ext.models.loaders import ModelFilesMissing, load_compression_model, load_lm_model
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.int8 import int8_supported
-from audiocraft_ext.utils.export import LM_FILENAME, export_lm_model
 
 from conftest import build_tiny_lm, parity_fixture_dir
 from media import write_video

@@ -1,1 +1,1 @@
-"""Data: reading frames from videos and images."""
+"""Training data: manifests of video-music pairs, the dataset that serves them, the CLIP feature cache."""

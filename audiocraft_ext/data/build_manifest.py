@@ -23,13 +23,12 @@ import torch
 from tqdm import tqdm
 
 from ..environment import CONFIG_DIR
-from ..pipeline import VIDEO_EXTENSIONS, find_inputs
-from .audio import align_audio, read_audio_track, write_wav
-from .video import VideoReadError, probe_video
+from ..media.audio import align_audio, read_audio_track, write_wav
+from ..media.extensions import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, find_media
+from ..media.video import VideoReadError, probe_video
 from .video_dataset import VideoAudioMeta, save_video_audio_meta
 
 logger = logging.getLogger(__name__)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
 
 
 def remove_vocals(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -67,7 +66,7 @@ def build_manifest(videos: Path, name: str, egs_dir: Path = Path("egs"), audio_d
     out_dir = egs_dir / name
     entries: tp.List[VideoAudioMeta] = []
     skipped: tp.List[tp.Tuple[Path, str]] = []
-    for video in tqdm(find_inputs(videos, VIDEO_EXTENSIONS, ()), desc="videos", disable=not progress):
+    for video in tqdm(find_media(videos, VIDEO_EXTENSIONS), desc="videos", disable=not progress):
         try:
             info = probe_video(video)
             if audio_dir is not None:

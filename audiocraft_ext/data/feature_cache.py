@@ -6,29 +6,15 @@ hashes the video's path, size and modification time, the CLIP weights' fingerpri
 a changed video (or CLIP, or setting) gets new features; stale files are simply never read again.
 """
 
-import hashlib
-import json
-import logging
 from pathlib import Path
 import typing as tp
 
 import torch
 from tqdm import tqdm
 
+from ..media.video import load_video_frames
 from ..utils.atomic import atomic_output
-from .video import load_video_frames
-
-logger = logging.getLogger(__name__)
-
-
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """sha1 of a module's state (names, shapes and values): identifies the CLIP weights used for a cache."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+from ..utils.checksum import file_key
 
 
 class FeatureCache:
@@ -50,11 +36,9 @@ class FeatureCache:
         self.resize_mode = resize_mode
 
     def path_for(self, video: tp.Union[str, Path]) -> Path:
-        video = Path(video).resolve()
-        stat = video.stat()
-        key = json.dumps([str(video), stat.st_size, stat.st_mtime_ns, self.fingerprint, self.local_fps,
-                          self.num_global_frames, self.frame_size, self.resize_mode])
-        return self.folder / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+        key = file_key(video, self.fingerprint, self.local_fps, self.num_global_frames, self.frame_size,
+                       self.resize_mode)
+        return self.folder / f"{key}.pt"
 
     def build(self, videos: tp.Iterable[tp.Union[str, Path]], clip_tokens: tp.Callable[[torch.Tensor], torch.Tensor],
               chunk: int = 64, progress: bool = True) -> int:

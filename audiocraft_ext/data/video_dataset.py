@@ -1,7 +1,8 @@
 """Video-music pairs for training: AudioCraft's `AudioDataset` with the frames of each segment.
 
 A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own loader drops unknown fields, so
-`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)` (`info.description` holds the optional text):
+`VideoAudioMeta` and `load_video_audio_meta` keep it). Each item is `(wav [C, T], local, global, info)`
+(`info.description` holds the optional text):
 - the audio segment, resampled and padded to `segment_duration`;
 - local frames of the same time span at `local_fps` (uint8 `[3, Tl, H, W]`), or their cached CLIP tokens
   (`[Tl, P, D]`), frame k at `seek + k / local_fps` (timestamp-aligned with the audio);
@@ -9,7 +10,7 @@ A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own 
 Segments start at multiples of the segment duration by default, as the release's dataset does.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 import gzip
 import json
 import logging
@@ -23,8 +24,8 @@ from audiocraft.data.audio_utils import convert_audio
 import torch
 from torch.nn import functional as F
 
+from ..media.video import load_video_frames
 from .feature_cache import FeatureCache
-from .video import load_video_frames
 
 logger = logging.getLogger(__name__)
 SEEK_MODES = ("release", "random")
@@ -36,6 +37,14 @@ class VideoAudioMeta(AudioMeta):
     from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one)."""
     video_path: str = ""
     description: tp.Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":
+        """AudioCraft's `from_dict`, refusing an entry without `video_path` (`ValueError`)."""
+        meta = super().from_dict(dictionary)
+        if not meta.video_path:
+            raise ValueError(f"manifest entry without video_path (path: {dictionary.get('path')})")
+        return meta
 
 
 @dataclass(order=True)
@@ -56,24 +65,28 @@ def read_description(meta: VideoAudioMeta) -> tp.Optional[str]:
             logger.warning("unreadable sidecar %s", sidecar)
     return None
 
-    @classmethod
-    def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":
-        known = {f.name for f in fields(cls)}
-        meta = super().from_dict({k: v for k, v in dictionary.items() if k in known})
-        if not meta.video_path:
-            raise ValueError(f"manifest entry without video_path: {dictionary.get('path')}")
-        return meta  # type: ignore[return-value]
-
 
 def load_video_audio_meta(path: tp.Union[str, Path]) -> tp.List[VideoAudioMeta]:
-    """Read a `data.jsonl` (or `.jsonl.gz`) manifest, or the one inside a folder."""
+    """Read a `data.jsonl` (or `.jsonl.gz`) manifest, or the one inside a folder.
+
+    A line that is not a valid entry (not JSON, a missing field, no `video_path`) raises `ValueError` naming the
+    file and the line number.
+    """
     path = Path(path)
     if path.is_dir():
         candidates = [path / "data.jsonl", path / "data.jsonl.gz"]
         path = next((p for p in candidates if p.exists()), candidates[0])
     opener = gzip.open if path.suffix == ".gz" else open
+    metas = []
     with opener(path, "rt") as f:  # type: ignore[operator]
-        return [VideoAudioMeta.from_dict(json.loads(line)) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                metas.append(VideoAudioMeta.from_dict(json.loads(line)))
+            except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
+                raise ValueError(f"{path}:{number}: {err}") from None
+    return metas
 
 
 def save_video_audio_meta(path: tp.Union[str, Path], metas: tp.Sequence[VideoAudioMeta]) -> None:
@@ -119,10 +132,6 @@ class VideoAudioDataset(AudioDataset):
         self.resize_mode = resize_mode
         self.seek_mode = seek_mode
         self.feature_cache = feature_cache
-
-    @classmethod
-    def from_manifest(cls, path: tp.Union[str, Path], **kwargs) -> "VideoAudioDataset":
-        return cls(load_video_audio_meta(path), **kwargs)
 
     def _rng(self, index: int) -> torch.Generator:
         rng = torch.Generator()

@@ -1,1 +1,2 @@
-"""Models: the VidMuse language model, its builders and loaders, and the `VidMuse` generation wrapper."""
+"""Models: the VidMuse language model and `VidMuse` wrapper, their builders, loaders and export, the likelihood
+score, and loading a model from the command line."""

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 import torch
 
 from ..modules.int8 import int8_supported
+from ..utils.checkpoint import best_model_state
 from ..utils.pages import release_pages
 from .builders import get_vidmuse_lm, get_visual_config, infer_visual_config
 from .lm import VidMuseLM
@@ -39,6 +40,13 @@ logger = logging.getLogger(__name__)
 LM_FILENAMES = ("state_dict.bin", "pytorch_model.bin")
 COMPRESSION_FILENAME = "compression_state_dict.bin"
 OFFICIAL_HUB_ID = "Zeyue7/VidMuse"
+OFFICIAL_LOCAL_DIR = "vidmuse_official"  # where the instructions put the official weights (never over model/)
+
+_OFFICIAL_WEIGHTS_ADVICE = (
+    f"For the official VidMuse weights ({LM_FILENAMES[0]}, the same file as its {LM_FILENAMES[1]}, and "
+    f"{COMPRESSION_FILENAME}): `huggingface-cli download {OFFICIAL_HUB_ID} --local-dir {OFFICIAL_LOCAL_DIR}` and "
+    f"`huggingface-cli download facebook/encodec_32khz --local-dir {OFFICIAL_LOCAL_DIR}/encodec_32khz`, then pass "
+    f"that folder (`--model_path {OFFICIAL_LOCAL_DIR}`).")
 OFFICIAL_VISUAL_KEYS = ("local_pos_embedding", "global_pos_embedding", "visual_encoder_model.",
                         "local_temporal_transformer.", "global_temporal_transformer.",
                         "multi_head_cross_attention.", "visual_feature_proj.")
@@ -80,19 +88,15 @@ def find_lm_file(name_or_path: tp.Union[str, Path]) -> Path:
         for filename in LM_FILENAMES:
             if (path / filename).is_file():
                 return path / filename
-        raise ModelFilesMissing(
-            f"{path} holds no {LM_FILENAMES[0]}. Put the VidMuse weights there: {LM_FILENAMES[0]} and "
-            f"{COMPRESSION_FILENAME} from the Hugging Face model '{OFFICIAL_HUB_ID}' (its {LM_FILENAMES[1]} is the "
-            f"same file), e.g. `huggingface-cli download {OFFICIAL_HUB_ID} --local-dir {path}`.")
+        raise ModelFilesMissing(f"{path} holds no {LM_FILENAMES[0]}. {_OFFICIAL_WEIGHTS_ADVICE}")
     if not _looks_like_hub_id(str(name_or_path)):
-        raise ModelFilesMissing(f"{name_or_path}: no such checkpoint folder or file")
+        raise ModelFilesMissing(f"{name_or_path}: no such checkpoint folder or file. {_OFFICIAL_WEIGHTS_ADVICE}")
     try:
         return _hub_download(str(name_or_path), LM_FILENAMES)
     except ModelFilesMissing as err:
         raise ModelFilesMissing(
             f"'{name_or_path}' is not a local folder and could not be fetched from the Hugging Face hub ({err}). "
-            f"Download {LM_FILENAMES[0]} and {COMPRESSION_FILENAME} (e.g. from '{OFFICIAL_HUB_ID}') into a folder "
-            f"and pass that folder.") from None
+            f"{_OFFICIAL_WEIGHTS_ADVICE}") from None
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -270,10 +274,7 @@ def load_compression_model(name_or_path: tp.Union[str, Path],
         cfg = OmegaConf.create(pkg["xp.cfg"])
         cfg.device = "cpu"
         model = audiocraft_builders.get_compression_model(cfg)
-        state = pkg["best_state"]
-        if isinstance(state.get("model"), dict):  # a codec training checkpoint (checkpoint.th), not an export
-            state = state["model"]
-        model.load_state_dict(state)
+        model.load_state_dict(best_model_state(pkg))  # an export, or a codec training checkpoint (checkpoint.th)
     return model.to(device).eval()
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import logging
 import math
 from pathlib import Path
+import secrets
 import typing as tp
 
 from audiocraft.models.encodec import CompressionModel
@@ -18,8 +19,8 @@ from omegaconf import OmegaConf
 import torch
 from tqdm import tqdm
 
-from ..data.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
-                          still_video_frames)
+from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
+                           still_video_frames)
 from .lm import VideoBatch, VidMuseLM
 from .loaders import INT8, load_compression_model, load_lm_model
 
@@ -27,6 +28,13 @@ logger = logging.getLogger(__name__)
 
 VideoInput = tp.Union[VideoFrames, str, Path]
 Seed = tp.Optional[tp.Union[int, tp.Sequence[int]]]
+SEED_BOUND = 2 ** 31 - 1  # seeds are in [0, SEED_BOUND): any of them fits an int32 and a JSON number
+
+
+def draw_seed() -> int:
+    """A fresh random sampling seed (from the OS's entropy, not torch's RNG, which starts the same in every process:
+    two runs draw different seeds; record the seed to repeat a run)."""
+    return secrets.randbelow(SEED_BOUND)
 
 
 @dataclass
@@ -165,8 +173,7 @@ class VidMuse(BaseGenModel):
 
     def _seeds(self, seed: Seed, batch: int) -> tp.List[int]:
         if seed is None:
-            # Drawn from (not written to) the global RNG, so torch.manual_seed makes runs repeatable.
-            return torch.randint(0, 2 ** 31 - 1, (batch,)).tolist()
+            return [draw_seed() for _ in range(batch)]
         if isinstance(seed, int):
             return [seed] * batch
         if len(seed) != batch:
@@ -189,7 +196,7 @@ class VidMuse(BaseGenModel):
 
         Args:
             videos: `VideoFrames` or video paths (read with `load_video`).
-            seed: one seed for every item, one per item, or None (drawn from the global RNG). An item's music
+            seed: one seed for every item, one per item, or None (a fresh `draw_seed` per item). An item's music
                 depends on its seed and its video only, not on the rest of the batch.
             progress: show a progress bar over decoding steps.
             return_tokens: also return the codes.

@@ -10,7 +10,7 @@ from audiocraft.solvers.compression import CompressionSolver
 import flashy
 import torch
 
-from ..data.audio import write_wav
+from ..media.audio import write_wav
 from .checkpoints import SafeCheckpointMixin
 
 

@@ -31,16 +31,18 @@ from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader
 import flashy
 import torch
 
-from .checkpoints import SafeCheckpointMixin
-from ..data.audio import normalize_music, write_wav
-from ..data.mux import mux_music
-from ..data.feature_cache import FeatureCache, module_fingerprint
+from ..data.feature_cache import FeatureCache
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
+from ..media.audio import normalize_music, write_wav
+from ..media.mux import mux_music
 from ..models.builders import get_vidmuse_lm, get_visual_config
 from ..models.lm import VideoBatch, VidMuseLM, mean_token_log_likelihood
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
+from ..utils.checkpoint import best_model_state
+from ..utils.checksum import module_fingerprint
+from .checkpoints import SafeCheckpointMixin
 
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
 
@@ -328,10 +330,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         checkpoint.th, or a hub id), else an AudioCraft MusicGen checkpoint. Only the weights the source has are
         loaded; the rest keep their initialisation."""
         try:
-            pkg = load_package(find_lm_file(name))
-            state = pkg["best_state"]
-            if set(state) == {"model"}:  # a training checkpoint of this solver (checkpoint.th)
-                state = state["model"]
+            state = best_model_state(load_package(find_lm_file(name)))  # exported, or this solver's checkpoint.th
         except ModelFilesMissing:
             state = audiocraft_models.loaders.load_lm_model_ckpt(name)["best_state"]
         if is_official_state_dict(state):

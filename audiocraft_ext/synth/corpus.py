@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.audio import write_wav
-from ..data.synthetic import SHAPES, Scene, Shape, write_scenes
 from ..data.video_dataset import VideoAudioMeta, save_video_audio_meta
+from ..media.audio import write_wav
+from .scenes import SHAPES, Scene, Shape, write_scenes
 
 SAMPLE_RATE = 32000
 BRIGHTNESS_RANGE = (0.35, 1.15)

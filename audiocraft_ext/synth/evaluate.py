@@ -14,10 +14,10 @@ reconstruction of the reference music (SI-SNR, mel distance).
 
 import argparse
 import json
+import logging
 from pathlib import Path
 import sys
 import typing as tp
-import warnings
 
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
@@ -25,9 +25,10 @@ from audiocraft.losses import MelSpectrogramL1Loss, SISNR
 import torch
 from tqdm import tqdm
 
-from ..data.video import VideoFrames
+from ..media.video import VideoFrames
+from ..models.cli import add_model_arguments, load_model_from_args, setup_logging
+from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
-from ..recommend import encode_audio, score_tracks
 from .attributes import music_attributes, spearman
 from .corpus import PROGRESSION, SAMPLE_RATE, chord_variants, spec_from_row, synthesize
 
@@ -112,15 +113,15 @@ def format_summary(summary: dict) -> str:
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_path", default="./model")
+    add_model_arguments(parser)
     parser.add_argument("--corpus", type=Path, required=True, help="held-out corpus folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    model = VidMuse.get_pretrained(args.model_path)
+    setup_logging(logging.WARNING)
+    model = load_model_from_args(args).model
     results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
     print(format_summary(results["summary"]))
     if args.json:

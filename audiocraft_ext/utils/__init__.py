@@ -1,1 +1,1 @@
-"""Utilities: checkpoint export."""
+"""Utilities: atomic file output, checksums, checkpoint packages."""

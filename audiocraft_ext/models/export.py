@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .atomic import atomic_output
+from ..utils.atomic import atomic_output
+from ..utils.checkpoint import best_model_state, is_training_checkpoint
+from .builders import get_visual_config
+from .loaders import COMPRESSION_FILENAME, LM_FILENAMES, load_compression_model_from_cfg
 
-LM_FILENAME = "state_dict.bin"
-COMPRESSION_FILENAME = "compression_state_dict.bin"
+LM_FILENAME = LM_FILENAMES[0]  # what exports write; loading also takes the hub's other name
 
 
 def atomic_torch_save(obj: tp.Any, path: tp.Union[str, Path]) -> Path:
@@ -58,10 +60,10 @@ def export_codec_checkpoint(checkpoint: tp.Union[str, Path], out_file: tp.Union[
     """Export a codec training checkpoint (`checkpoint.th` of a `solver=compression` XP, best state) as a
     `compression_state_dict.bin` with weights; an already exported file is copied as it is."""
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if pkg.get("exported"):
+    if not is_training_checkpoint(pkg):
         return atomic_torch_save(pkg, out_file)
     cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(pkg["xp.cfg"]), resolve=True))
-    return atomic_torch_save(_package(pkg["best_state"]["model"], cfg), out_file)
+    return atomic_torch_save(_package(best_model_state(pkg), cfg), out_file)
 
 
 def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
@@ -73,21 +75,17 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file (exported, or a codec
     training checkpoint) is saved with its weights, and a codec built from the config too.
     """
-    from ..models.builders import get_visual_config
-    from ..models.loaders import COMPRESSION_FILENAME as SOURCE_CODEC, load_compression_model_from_cfg
-
     out_dir = Path(out_dir)
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not is_training_checkpoint(pkg):
+        raise ValueError(f"{checkpoint} is not a training checkpoint (checkpoint.th) with a best state to export")
     cfg = OmegaConf.create(pkg["xp.cfg"])
-    best = pkg.get("fsdp_best_state") or pkg.get("best_state")
-    if not best or "model" not in best:
-        raise ValueError(f"{checkpoint} has no best state to export")
     visual = get_visual_config(cfg)
     if visual is None:
         raise ValueError(f"{checkpoint} is not a VidMuse training checkpoint (no video.visual in its config)")
     lm_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     lm_cfg.video.visual = visual.to_dict()
-    atomic_torch_save(_package(best["model"], lm_cfg), out_dir / LM_FILENAME)
+    atomic_torch_save(_package(best_model_state(pkg), lm_cfg), out_dir / LM_FILENAME)
 
     source = compression if compression is not None else cfg.get("compression_model_checkpoint")
     codec_out = out_dir / COMPRESSION_FILENAME
@@ -98,7 +96,7 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     name = str(source).removeprefix("//pretrained/")
     path = Path(name)
     if path.is_dir():
-        path = path / SOURCE_CODEC
+        path = path / COMPRESSION_FILENAME
     if path.is_file():
         export_codec_checkpoint(path, codec_out)
     else:

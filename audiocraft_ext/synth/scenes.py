@@ -1,7 +1,7 @@
 """Procedural videos: moving shapes over coloured backgrounds, with scene cuts, rendered with numpy, written
 with PyAV. Used for the example videos in `dataset/example/infer/` and for tests.
 
-    python -m audiocraft_ext.data.synthetic --examples dataset/example/infer --train_examples dataset/example/train
+    python -m audiocraft_ext.synth.scenes --examples dataset/example/infer --train_examples dataset/example/train
 """
 
 import argparse

@@ -397,9 +397,6 @@ def load_video_frames(path: tp.Union[str, Path], start: float = 0.0, duration: t
         local_times=picked[:n_local], global_times=picked[n_local:], path=str(path))
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
 def read_image(path: tp.Union[str, Path]) -> torch.Tensor:
     """Decode a still image (jpg, png, webp, ...) to uint8 `[3, H, W]` with PyAV."""
     with _open(path) as container:

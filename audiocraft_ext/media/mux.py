@@ -141,8 +141,11 @@ def _write(video: Path, info: VideoInfo, tracks: tp.List[torch.Tensor], out: Pat
 
         def mux_audio_until(time: float):
             nonlocal next_audio
-            while next_audio < len(pending) and float(pending[next_audio][0].pts * pending[next_audio][0].time_base) <= time:
-                dst.mux(pending[next_audio][0])
+            while next_audio < len(pending):
+                packet = pending[next_audio][0]
+                if float(packet.pts * packet.time_base) > time:
+                    break
+                dst.mux(packet)
                 next_audio += 1
 
         try:
