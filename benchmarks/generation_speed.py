@@ -172,6 +172,9 @@ def main():
     parser.add_argument("--edge_steps", type=int, default=50, help="steps timed at the start and at the end")
     parser.add_argument("--peak_memory", action="store_true",
                         help="also load float32, bfloat16 and int8 in fresh processes and print their peak RSS")
+    parser.add_argument("--checkpoint_dir", type=Path, default=None,
+                        help="write the random checkpoint here and keep it (reused when already there); "
+                             "default: a temporary folder, removed at the end")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     baseline_steps = args.baseline_steps or (20 if args.scale == "small" else 4)
@@ -180,11 +183,14 @@ def main():
                                      "threads": torch.get_num_threads()}
 
     with tempfile.TemporaryDirectory(prefix="vidmuse_bench_") as tmp:
-        folder = Path(tmp)
-        start = time.perf_counter()
-        write_official_layout_checkpoint(args.scale, args.layers, folder)
-        gc.collect()
-        print(f"random {args.scale} checkpoint in the release's layout written in {time.perf_counter() - start:.0f} s")
+        folder = args.checkpoint_dir or Path(tmp)
+        if not (folder / "state_dict.bin").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            write_official_layout_checkpoint(args.scale, args.layers, folder)
+            gc.collect()
+            print(f"random {args.scale} checkpoint in the release's layout written to {folder} in "
+                  f"{time.perf_counter() - start:.0f} s")
         if args.peak_memory:
             for dtype in ("float32", "bfloat16", "int8"):
                 figures[f"peak_rss_gb_{dtype}"] = peak = peak_memory_gb(folder, dtype)

@@ -205,10 +205,15 @@ class VidMuseLM(LMModel):
         for layer in self.transformer.layers:
             layer.self_attn.quantize_(release)
             layer.cross_attention.quantize_(release)
-            for name in ("linear1", "linear2"):
-                linear = getattr(layer, name)
-                setattr(layer, name, Int8Linear.from_linear(linear))
-                release(linear.weight)
+            linear1, linear2 = layer.linear1, layer.linear2
+            if layer.activation is torch.nn.functional.gelu:  # fused into the kernel of linear1
+                layer.linear1 = Int8Linear.from_linear(linear1, activation="gelu")
+                layer.activation = torch.nn.Identity()
+            else:
+                layer.linear1 = Int8Linear.from_linear(linear1)
+            layer.linear2 = Int8Linear.from_linear(linear2)
+            release(linear1.weight)
+            release(linear2.weight)
         for k, linear in enumerate(self.linears):
             self.linears[k] = Int8Linear.from_linear(linear)
             release(linear.weight)

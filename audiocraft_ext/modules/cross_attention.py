@@ -31,10 +31,12 @@ class MemoryGroup:
         items: `[G]` batch indices.
         rows: `[G, S]` memory positions of each item's distinct valid rows, in memory order.
         bias: `[G, S]` log of each row's count (None when every row appears once).
+        batch_slice: the same items as a slice of the batch, when they are consecutive (a view, not a copy).
     """
     items: torch.Tensor
     rows: torch.Tensor
     bias: tp.Optional[torch.Tensor]
+    batch_slice: tp.Optional[slice] = None
 
 
 @dataclass
@@ -42,6 +44,16 @@ class MemoryRows:
     """The rows of a cross-attention memory `[B, S, D]` that generation attends to, item by item."""
     groups: tp.List[MemoryGroup]
     batch: int
+
+    @property
+    def in_batch_order(self) -> bool:
+        """Whether the groups are consecutive slices that cover the batch in order (outputs just concatenate)."""
+        start = 0
+        for group in self.groups:
+            if group.batch_slice is None or group.batch_slice.start != start:
+                return False
+            start = group.batch_slice.stop
+        return start == self.batch
 
     @property
     def total_rows(self) -> int:
@@ -70,12 +82,15 @@ class MemoryRows:
                 positions, counts = positions[first[order]], counts[order]
             per_item.append((positions, counts))
         groups = []
-        for size in sorted({len(positions) for positions, _ in per_item}, reverse=True):
+        sizes = {len(positions): b for b, (positions, _) in reversed(list(enumerate(per_item)))}  # size -> first item
+        for size in sorted(sizes, key=sizes.__getitem__):
             items = [b for b, (positions, _) in enumerate(per_item) if len(positions) == size]
             counts = torch.stack([per_item[b][1] for b in items])
             bias = None if bool((counts == 1).all()) else counts.float().log()
+            consecutive = items == list(range(items[0], items[-1] + 1))
             groups.append(MemoryGroup(torch.tensor(items, device=memory.device),
-                                      torch.stack([per_item[b][0] for b in items]), bias))
+                                      torch.stack([per_item[b][0] for b in items]), bias,
+                                      slice(items[0], items[-1] + 1) if consecutive else None))
         return cls(groups, B)
 
 
@@ -190,7 +205,8 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         q = self._project_query(query)
         if self.qk_layer_norm:
             q = self.q_layer_norm(q)
-        q = rearrange(q, "b t (h d) -> b h t d", h=self.num_heads)
+        B, T, _ = query.shape
+        q = q.view(B, T, self.num_heads, self.embed_dim // self.num_heads).transpose(1, 2)  # [B, H, T, d]
         if self._is_streaming and self.memory_rows is not None:
             x = self._attend_rows(q, key)
         else:
@@ -206,7 +222,7 @@ class CachedCrossAttention(StreamingMultiheadAttention):
             if self.key_padding_mask is not None:
                 mask = self.key_padding_mask.to(q.device)[:, None, None, :]
             x = self._attend(q, k, v, mask)
-        x = rearrange(x.to(query.dtype), "b h t d -> b t (h d)")
+        x = x.to(query.dtype).transpose(1, 2).reshape(B, T, self.embed_dim)
         return self.out_proj(x), None
 
     def _attend_rows(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -214,13 +230,15 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         assert self.memory_rows is not None
         groups = self.memory_rows.groups
         cached = self._streaming_memory(memory)
-        if len(groups) == 1:
-            bias = groups[0].bias
-            return self._attend(q, *cached[0], None if bias is None else bias[:, None, None, :])
-        out = torch.empty_like(q)
+        outputs = []
         for group, (k, v) in zip(groups, cached):
             bias = None if group.bias is None else group.bias[:, None, None, :]
-            out[group.items] = self._attend(q[group.items], k, v, bias)
+            outputs.append(self._attend(q[group.batch_slice or group.items], k, v, bias))
+        if self.memory_rows.in_batch_order:
+            return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        out = torch.empty_like(q)
+        for group, x in zip(groups, outputs):
+            out[group.items] = x
         return out
 
 
