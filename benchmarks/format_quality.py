@@ -18,7 +18,6 @@ corpus, the only trained weights here), on one of the example videos.
 import argparse
 import json
 from pathlib import Path
-import tempfile
 import time
 import typing as tp
 import warnings
@@ -30,7 +29,7 @@ from audiocraft_ext.models.format_quality import compare_formats, greedy_codes
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.loaders import load_lm_model
 
-from random_checkpoint import random_video, write_official_layout_checkpoint
+from random_checkpoint import random_checkpoint, random_video
 
 warnings.filterwarnings("ignore")
 
@@ -44,7 +43,7 @@ FORMATS = [("bfloat16", "bfloat16", None, None),
            ("float32, bfloat16 memory K/V", "float32", torch.bfloat16, None)]
 
 
-def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float,
+def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float, formats: tp.Sequence[str],
                   clip_num_heads: tp.Optional[int] = None) -> tp.Dict[str, tp.Dict[str, float]]:
     """The figures of every format for the checkpoint in `folder` on `video`."""
     reference = load_lm_model(folder, dtype="float32", clip_num_heads=clip_num_heads)
@@ -55,6 +54,8 @@ def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float,
     reference_greedy = greedy_codes(reference, conditions, steps)
     results = {}
     for label, dtype, memory_dtype, cache_dtype in FORMATS:
+        if label not in formats:
+            continue
         start = time.perf_counter()
         candidate = load_lm_model(folder, dtype=dtype, clip_num_heads=clip_num_heads)
         defaults = candidate.decoding_formats()  # the loader's choice for this dtype
@@ -74,24 +75,34 @@ def main():
                         help="random-weight LM shape to measure (none: only the fixture and the shipped model)")
     parser.add_argument("--layers", type=int, default=None, help="fewer transformer layers (quick runs)")
     parser.add_argument("--seconds", type=float, default=10.0, help="window to score and decode")
+    parser.add_argument("--formats", default=",".join(label for label, *_ in FORMATS),
+                        help="comma-separated labels of the formats to measure (default: all)")
+    parser.add_argument("--random_formats", default=None,
+                        help="formats for the random-weight LM (default: --formats; medium float32 is slow here)")
+    parser.add_argument("--checkpoint_dir", type=Path, default=None,
+                        help="where to write (or find) the random checkpoint and keep it; default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    formats = args.formats.split(",")
+    unknown = set(formats) - {label for label, *_ in FORMATS}
+    if unknown:
+        parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
     figures = {}
     fixture_inputs = torch.load(FIXTURE / "inputs.pt", weights_only=True)
     clip_heads = json.loads((FIXTURE / "tiny_arch.json").read_text())["clip_vision_config"]["num_attention_heads"]
     figures["parity fixture"] = measure_model(
         "parity fixture (tiny, random)", FIXTURE,
         VideoBatch(fixture_inputs["local_frames"], fixture_inputs["global_frames"]),
-        float(fixture_inputs["seconds"]), clip_num_heads=clip_heads)
+        float(fixture_inputs["seconds"]), formats, clip_num_heads=clip_heads)
     frames = load_video_frames(ROOT / "dataset" / "example" / "infer" / "shapes_with_cut.mp4", duration=args.seconds)
     figures["shipped model"] = measure_model(
         "model/ (compact, trained)", ROOT / "model",
-        VideoBatch(frames.local_frames[None], frames.global_frames[None]), args.seconds)
+        VideoBatch(frames.local_frames[None], frames.global_frames[None]), args.seconds, formats)
     if args.scale != "none":
-        with tempfile.TemporaryDirectory(prefix="vidmuse_quality_") as tmp:
-            write_official_layout_checkpoint(args.scale, args.layers, Path(tmp))
+        with random_checkpoint(args.scale, args.layers, args.checkpoint_dir) as folder:
             figures[f"{args.scale} random"] = measure_model(
-                f"{args.scale} (random weights)", Path(tmp), random_video(int(args.seconds * 2), 32), args.seconds)
+                f"{args.scale} (random weights)", folder, random_video(int(args.seconds * 2), 32), args.seconds,
+                (args.random_formats or args.formats).split(","))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

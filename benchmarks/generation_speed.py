@@ -24,11 +24,11 @@ import json
 from pathlib import Path
 import subprocess
 import sys
-import tempfile
 import time
 import typing as tp
 import warnings
 
+import audiocraft_ext  # noqa: F401  (first: its filter drops xFormers' CPU notice before AudioCraft imports it)
 from audiocraft.models.lm import LMModel
 from audiocraft.modules.conditioners import ConditioningAttributes, ConditioningProvider, TextConditioner
 import torch
@@ -39,7 +39,7 @@ from audiocraft_ext.models.loaders import load_lm_model
 from audiocraft_ext.modules.cross_attention import MemoryRows, cross_attention_modules
 from audiocraft_ext.modules.int8 import Int8Linear
 
-from random_checkpoint import random_video, write_official_layout_checkpoint
+from random_checkpoint import random_checkpoint, random_video
 
 warnings.filterwarnings("ignore")
 
@@ -76,14 +76,20 @@ def measure_read_bandwidth(num_bytes: int = 1 << 31, repeats: int = 5) -> float:
     return num_bytes / best
 
 
-def peak_memory_gb(folder: Path, dtype: str) -> float:
-    """Peak resident set (GB) of a fresh process that loads `folder` with `dtype`."""
-    code = ("import resource, warnings; warnings.filterwarnings('ignore');"
+def peak_memory_gb(folder: Path, dtype: str) -> tp.Tuple[float, float]:
+    """Peak resident set (GB) of a fresh process that loads `folder` with `dtype`, and after it has then
+    generated a few steps for a 1 s video (every weight read once: the memory-mapped float32 pages too)."""
+    code = ("import resource, warnings, torch; warnings.filterwarnings('ignore');"
             "from audiocraft_ext.models.loaders import load_lm_model;"
+            "from audiocraft_ext.models.lm import VideoBatch;"
             f"lm = load_lm_model({str(folder)!r}, dtype={dtype!r});"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss);"
+            "frames = torch.zeros(1, 3, 2, 224, 224, dtype=torch.uint8);"
+            "lm.generate(video=VideoBatch(frames, frames), max_gen_len=4);"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return int(out.strip().splitlines()[-1]) * 1024 / 1e9
+    loaded, generated = (int(line) * 1024 / 1e9 for line in out.strip().splitlines()[-2:])
+    return loaded, generated
 
 
 @dataclass
@@ -182,19 +188,12 @@ def main():
     figures: tp.Dict[str, tp.Any] = {"scale": args.scale, "layers": args.layers, "dtype": args.dtype,
                                      "threads": torch.get_num_threads()}
 
-    with tempfile.TemporaryDirectory(prefix="vidmuse_bench_") as tmp:
-        folder = args.checkpoint_dir or Path(tmp)
-        if not (folder / "state_dict.bin").is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            start = time.perf_counter()
-            write_official_layout_checkpoint(args.scale, args.layers, folder)
-            gc.collect()
-            print(f"random {args.scale} checkpoint in the release's layout written to {folder} in "
-                  f"{time.perf_counter() - start:.0f} s")
+    with random_checkpoint(args.scale, args.layers, args.checkpoint_dir) as folder:
         if args.peak_memory:
             for dtype in ("float32", "bfloat16", "int8"):
-                figures[f"peak_rss_gb_{dtype}"] = peak = peak_memory_gb(folder, dtype)
-                print(f"peak resident set loading {dtype}: {peak:.2f} GB")
+                loaded, generated = peak_memory_gb(folder, dtype)
+                figures[f"peak_rss_gb_{dtype}"] = {"loaded": loaded, "after_generation": generated}
+                print(f"peak resident set, {dtype}: {loaded:.2f} GB loaded, {generated:.2f} GB after generating")
 
         start = time.perf_counter()
         lm = load_lm_model(folder, dtype=args.dtype)

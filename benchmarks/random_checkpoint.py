@@ -1,6 +1,10 @@
 """Random-weight VidMuse checkpoints in the release's layout and random videos, for the benchmarks."""
 
+from contextlib import contextmanager
+import gc
 from pathlib import Path
+import tempfile
+import time
 import typing as tp
 
 from omegaconf import OmegaConf
@@ -36,3 +40,20 @@ def random_video(local_frames: int, global_frames: int, seed: int = 0) -> VideoB
     return VideoBatch(
         torch.randint(0, 256, (1, 3, local_frames, 224, 224), dtype=torch.uint8, generator=generator),
         torch.randint(0, 256, (1, 3, global_frames, 224, 224), dtype=torch.uint8, generator=generator))
+
+
+@contextmanager
+def random_checkpoint(scale: str, layers: tp.Optional[int], folder: tp.Optional[Path] = None
+                      ) -> tp.Iterator[Path]:
+    """A folder holding a random `scale` checkpoint in the release's layout: `folder` if given (written there
+    unless a `state_dict.bin` is already there, and kept), else a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="vidmuse_bench_") as tmp:
+        folder = folder or Path(tmp)
+        if not (folder / "state_dict.bin").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            write_official_layout_checkpoint(scale, layers, folder)
+            gc.collect()
+            print(f"random {scale} checkpoint in the release's layout written to {folder} in "
+                  f"{time.perf_counter() - start:.0f} s")
+        yield folder
