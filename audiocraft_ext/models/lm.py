@@ -19,7 +19,7 @@ from audiocraft.utils import utils
 import torch
 
 from ..modules.cross_attention import CachedCrossAttention, MemoryRows, cross_attention_modules
-from ..modules.int8 import Int8Linear
+from ..modules.int8 import Int8Linear, replace_linear_
 from ..modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from ..modules.text import TEXT_CONDITION
 from ..modules.visual import VideoEncoder, VisualConfig
@@ -130,6 +130,18 @@ def sample_next_token(logits: torch.Tensor, use_sampling: bool = True, temp: flo
     return tokens
 
 
+@contextmanager
+def _attribute_during(modules: tp.Sequence[torch.nn.Module], name: str, value: tp.Any, reset: tp.Any = None):
+    """Set attribute `name` of each module to `value` for the duration of a `with` block, then to `reset`."""
+    for module in modules:
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module in modules:
+            setattr(module, name, reset)
+
+
 class VidMuseLM(LMModel):
     """AudioCraft `LMModel` whose cross-attention memory is a video embedding.
 
@@ -205,18 +217,14 @@ class VidMuseLM(LMModel):
         for layer in self.transformer.layers:
             layer.self_attn.quantize_(release)
             layer.cross_attention.quantize_(release)
-            linear1, linear2 = layer.linear1, layer.linear2
             if layer.activation is torch.nn.functional.gelu:  # fused into the kernel of linear1
-                layer.linear1 = Int8Linear.from_linear(linear1, activation="gelu")
+                replace_linear_(layer, "linear1", release, activation="gelu")
                 layer.activation = torch.nn.Identity()
             else:
-                layer.linear1 = Int8Linear.from_linear(linear1)
-            layer.linear2 = Int8Linear.from_linear(linear2)
-            release(linear1.weight)
-            release(linear2.weight)
-        for k, linear in enumerate(self.linears):
-            self.linears[k] = Int8Linear.from_linear(linear)
-            release(linear.weight)
+                replace_linear_(layer, "linear1", release)
+            replace_linear_(layer, "linear2", release)
+        for k in range(len(self.linears)):
+            replace_linear_(self.linears, str(k), release)
 
     @property
     def is_int8(self) -> bool:
@@ -266,44 +274,23 @@ class VidMuseLM(LMModel):
         mask = torch.cat([mask for _, mask in self._cross_conditions(condition_tensors)], dim=1).bool()
         return None if bool(mask.all()) else mask
 
-    @contextmanager
     def _streaming_memory_rows(self, condition_tensors: ConditionTensors):
         """During generation, each cross-attention reads the distinct valid rows of each item's memory."""
         memory = torch.cat([memory for memory, _ in self._cross_conditions(condition_tensors)], dim=1)
         rows = MemoryRows.build(memory, self._cross_attention_mask(condition_tensors),
                                 deduplicate=self.deduplicate_memory)
         modules = [m for m in cross_attention_modules(self.transformer) if isinstance(m, CachedCrossAttention)]
-        for module in modules:
-            module.memory_rows = rows
-        try:
-            yield
-        finally:
-            for module in modules:
-                module.memory_rows = None
+        return _attribute_during(modules, "memory_rows", rows)
 
-    @contextmanager
     def _kv_capacity(self, capacity: int):
         modules = [m for m in self_attention_modules(self.transformer) if isinstance(m, PreallocatedSelfAttention)]
-        for module in modules:
-            module.kv_capacity = capacity
-        try:
-            yield
-        finally:
-            for module in modules:
-                module.kv_capacity = 0
+        return _attribute_during(modules, "kv_capacity", capacity, reset=0)
 
-    @contextmanager
     def _memory_mask(self, mask: tp.Optional[torch.Tensor]):
         modules = [m for m in cross_attention_modules(self.transformer) if isinstance(m, CachedCrossAttention)]
         if mask is not None and len(modules) != len(cross_attention_modules(self.transformer)):
             raise RuntimeError("a padded video batch needs the cached cross-attention (key padding mask)")
-        for module in modules:
-            module.key_padding_mask = mask
-        try:
-            yield
-        finally:
-            for module in modules:
-                module.key_padding_mask = None
+        return _attribute_during(modules, "key_padding_mask", mask)
 
     def forward(self, sequence: torch.Tensor, conditions: tp.List, condition_tensors: tp.Optional[ConditionTensors]
                 = None, stage: int = -1) -> torch.Tensor:

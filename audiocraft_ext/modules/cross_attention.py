@@ -20,7 +20,7 @@ from einops import rearrange
 import torch
 from torch.nn import functional as F
 
-from .int8 import Int8Linear, Int8Weight
+from .int8 import Int8Linear, Int8Weight, replace_linear_
 
 
 @dataclass
@@ -137,9 +137,7 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         self.memory_proj_bias = None if bias is None else bias[dim:].detach().float().clone()
         del self.in_proj_weight, self.in_proj_bias
         release(weight)
-        out_weight = self.out_proj.weight
-        self.out_proj = Int8Linear.from_linear(self.out_proj)
-        release(out_weight)
+        replace_linear_(self, "out_proj", release)
 
     @property
     def is_int8(self) -> bool:

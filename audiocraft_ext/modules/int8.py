@@ -110,6 +110,16 @@ class Int8Linear(nn.Module):
         return out.view(*shape[:-1], self.out_features)
 
 
+def replace_linear_(parent: nn.Module, name: str, release: tp.Callable[[torch.Tensor], None],
+                    activation: str = "none") -> Int8Linear:
+    """Replace the `nn.Linear` child `name` of `parent` by its `Int8Linear`; `release` then gets its float weight."""
+    linear = getattr(parent, name)
+    quantized = Int8Linear.from_linear(linear, activation)
+    setattr(parent, name, quantized)
+    release(linear.weight)
+    return quantized
+
+
 def quantize_activations(x: torch.Tensor) -> tp.Tuple[torch.Tensor, float, int]:
     """Asymmetric per-tensor uint8 quantization of CPU activations `[N, in]`: (uint8 `[N, in]`, scale, zero point).
 

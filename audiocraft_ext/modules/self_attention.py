@@ -15,7 +15,7 @@ from audiocraft.modules.transformer import StreamingMultiheadAttention, Streamin
 import torch
 from torch.nn import functional as F
 
-from .int8 import Int8Linear
+from .int8 import Int8Linear, replace_linear_
 
 
 class PreallocatedSelfAttention(StreamingMultiheadAttention):
@@ -56,9 +56,7 @@ class PreallocatedSelfAttention(StreamingMultiheadAttention):
         del self.in_proj_weight, self.in_proj_bias
         self.in_proj_bias = None
         release(weight)
-        out_weight = self.out_proj.weight
-        self.out_proj = Int8Linear.from_linear(self.out_proj)
-        release(out_weight)
+        replace_linear_(self, "out_proj", release)
 
     @property
     def is_int8(self) -> bool:
