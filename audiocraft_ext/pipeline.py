@@ -149,6 +149,7 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
         "input": str(item.path), "kind": "image" if item.is_image else "video", "duration": item.duration,
         "sample_rate": model.sample_rate, "outputs": {"wav": paths.wav.name, "mp4": paths.mp4.name},
         "model": model.name, "model_sha256": model_checksum, "seed": seed,
+        "weights": {"format": model.lm.weight_format, "device": str(model.device)},  # int8 changes the codes
         "parameters": {k: v for k, v in asdict(settings).items() if k != "seed"},
         "audiocraft_ext": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }

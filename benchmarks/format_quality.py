@@ -5,8 +5,8 @@ For each model, the float32 LM samples a 10 s window of codes for a video (seed 
   codes along the generation path;
 - top-1 agreement of those distributions;
 - greedy-code agreement over the window.
-Formats: bfloat16 and int8 weights (each with the loader's default cache formats), int8 with float32 video-memory
-K/V, int8 with a bfloat16 self-attention cache, and float32 weights with bfloat16 memory K/V (that format alone).
+Formats: bfloat16 and int8 weights (each with the loader's default cache formats: bfloat16 video-memory keys/values
+and self-attention cache), int8 with float32 caches, and float32 weights with bfloat16 caches (the caches alone).
 
 Models: a random-weight medium-shaped LM written in the release's layout (`--scale`), the official-code parity
 fixture (`tests/fixtures/vidmuse_official_tiny`) and the model shipped in `model/` (trained on the synthetic
@@ -35,12 +35,12 @@ warnings.filterwarnings("ignore")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "vidmuse_official_tiny"
-# (label, weight dtype, video-memory K/V dtype, self-attention cache dtype); None: the loader's default
+# (label, weight dtype, video-memory K/V dtype, self-attention cache dtype); None: the loader's default, which is
+# bfloat16 for both with int8 and bfloat16 weights and the computation's dtype with float32 weights
 FORMATS = [("bfloat16", "bfloat16", None, None),
            ("int8", "int8", None, None),
-           ("int8, float32 memory K/V", "int8", torch.float32, None),
-           ("int8, bfloat16 self-attention cache", "int8", None, torch.bfloat16),
-           ("float32, bfloat16 memory K/V", "float32", torch.bfloat16, None)]
+           ("int8 + float32 caches", "int8", torch.float32, torch.float32),
+           ("float32 + bfloat16 caches", "float32", torch.bfloat16, torch.bfloat16)]
 
 
 def measure_model(name: str, folder: Path, video: VideoBatch, seconds: float, formats: tp.Sequence[str],

@@ -145,7 +145,7 @@ def test_int8_linear_is_close_to_float():
 @needs_int8
 def test_int8_checkpoint_loads_and_generates(tiny_checkpoint):
     lm = load_lm_model(tiny_checkpoint, dtype="int8")
-    assert lm.is_int8 and lm.cfg.dtype == "int8"
+    assert lm.is_int8 and lm.cfg.dtype == "int8" and lm.weight_format == "int8"
     assert all(p.dtype == torch.float32 for p in lm.video_encoder.parameters())
     assert not any(name.endswith(("linear1.weight", "in_proj_weight")) for name, _ in lm.named_parameters())
     codes = lm.generate(video=random_video(2, 2), max_gen_len=12, generators=[torch.Generator().manual_seed(0)] * 2)

@@ -231,6 +231,11 @@ class VidMuseLM(LMModel):
         return any(isinstance(module, Int8Linear) for module in self.linears)
 
     @property
+    def weight_format(self) -> str:
+        """'int8', or the dtype name of the transformer's weights ('float32', 'bfloat16', ...)."""
+        return "int8" if self.is_int8 else str(self.linears[0].weight.dtype).removeprefix("torch.")
+
+    @property
     def has_text_conditioner(self) -> bool:
         return TEXT_CONDITION in self.condition_provider.conditioners
 
