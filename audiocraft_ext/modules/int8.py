@@ -50,10 +50,6 @@ class Int8Weight:
         """float32 `[out, in]`: the values the int8 weight stands for."""
         return self.values.float() * self.scale[:, None]
 
-    @property
-    def nbytes(self) -> int:
-        return self.values.numel() + self.scale.numel() * 4
-
 
 class Int8Linear(nn.Module):
     """`nn.Linear` with int8 weights and dynamically quantized activations (CPU, oneDNN).
