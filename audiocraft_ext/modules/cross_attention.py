@@ -20,6 +20,7 @@ from einops import rearrange
 import torch
 from torch.nn import functional as F
 
+from .attention import SwappedAttention
 from .int8 import Int8Linear, Int8Weight, replace_linear_
 
 
@@ -94,7 +95,7 @@ class MemoryRows:
         return cls(groups, B)
 
 
-class CachedCrossAttention(StreamingMultiheadAttention):
+class CachedCrossAttention(SwappedAttention):
     """A `StreamingMultiheadAttention` (custom implementation, `cross_attention=True`) with cached memory K/V.
 
     Build it with `CachedCrossAttention.convert(module)`, which changes the class of an existing module in place
@@ -110,6 +111,7 @@ class CachedCrossAttention(StreamingMultiheadAttention):
     memory_rows: tp.Optional[MemoryRows] = None
     memory_dtype: tp.Optional[torch.dtype] = None
     memory_proj_int8: tp.Optional[Int8Weight] = None
+    int8_module = "query_proj_int8"
 
     @classmethod
     def convert(cls, module: StreamingMultiheadAttention) -> "CachedCrossAttention":
@@ -119,13 +121,6 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         assert isinstance(module, CachedCrossAttention)
         module.key_padding_mask = None
         return module
-
-    def restore(self) -> StreamingMultiheadAttention:
-        """Turn this module back into AudioCraft's `StreamingMultiheadAttention` (no cache, no padding mask)."""
-        if self.is_int8:
-            raise RuntimeError("an int8 attention cannot go back to AudioCraft's module")
-        self.__class__ = StreamingMultiheadAttention  # type: ignore[assignment]
-        return self
 
     def quantize_(self, release: tp.Callable[[torch.Tensor], None] = lambda tensor: None):
         """Run the query and output projections in int8, keep the memory projection as an int8 weight;
@@ -138,10 +133,6 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         del self.in_proj_weight, self.in_proj_bias
         release(weight)
         replace_linear_(self, "out_proj", release)
-
-    @property
-    def is_int8(self) -> bool:
-        return "query_proj_int8" in self._modules
 
     def _project_query(self, query: torch.Tensor) -> torch.Tensor:
         if self.is_int8:
@@ -182,17 +173,21 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return x.to(dtype)
 
-    def _streaming_memory(self, memory: torch.Tensor) -> tp.List[tp.Tuple[torch.Tensor, torch.Tensor]]:
-        """Per group of `memory_rows`: cached keys and values `[G, H, S, D / H]` (computed at the first step)."""
+    def _streaming_memory(self, memory: torch.Tensor
+                          ) -> tp.List[tp.Tuple[torch.Tensor, torch.Tensor, tp.Optional[torch.Tensor]]]:
+        """Per group of `memory_rows`: keys and values `[G, H, S, D / H]` and the score bias `[G, 1, 1, S]` in their
+        dtype, computed at the first step of the session and kept in its state."""
         state = self._streaming_state
         assert self.memory_rows is not None
-        if "memory_keys_0" not in state:
-            for g, group in enumerate(self.memory_rows.groups):
-                rows = memory[group.items[:, None], group.rows]  # [G, S, D]
-                k, v = self._project_memory(rows)
+        if "memory_groups" not in state:
+            groups = []
+            for group in self.memory_rows.groups:
+                k, v = self._project_memory(memory[group.items[:, None], group.rows])  # rows: [G, S, D]
                 dtype = self.memory_dtype or k.dtype
-                state[f"memory_keys_{g}"], state[f"memory_values_{g}"] = k.to(dtype), v.to(dtype)
-        return [(state[f"memory_keys_{g}"], state[f"memory_values_{g}"]) for g in range(len(self.memory_rows.groups))]
+                bias = None if group.bias is None else group.bias[:, None, None, :].to(dtype)
+                groups.append((k.to(dtype), v.to(dtype), bias))
+            state["memory_groups"] = groups  # type: ignore[assignment]
+        return state["memory_groups"]  # type: ignore[return-value]
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,  # type: ignore[override]
                 key_padding_mask=None, need_weights=False, attn_mask=None,
@@ -227,11 +222,8 @@ class CachedCrossAttention(StreamingMultiheadAttention):
         """Attention of `q` `[B, H, T, D / H]` to the distinct rows of each item (see `MemoryRows`)."""
         assert self.memory_rows is not None
         groups = self.memory_rows.groups
-        cached = self._streaming_memory(memory)
-        outputs = []
-        for group, (k, v) in zip(groups, cached):
-            bias = None if group.bias is None else group.bias[:, None, None, :]
-            outputs.append(self._attend(q[group.batch_slice or group.items], k, v, bias))
+        outputs = [self._attend(q[group.batch_slice or group.items], k, v, bias)
+                   for group, (k, v, bias) in zip(groups, self._streaming_memory(memory))]
         if self.memory_rows.in_batch_order:
             return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         out = torch.empty_like(q)

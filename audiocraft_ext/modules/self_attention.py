@@ -15,10 +15,11 @@ from audiocraft.modules.transformer import StreamingMultiheadAttention, Streamin
 import torch
 from torch.nn import functional as F
 
+from .attention import SwappedAttention
 from .int8 import Int8Linear, replace_linear_
 
 
-class PreallocatedSelfAttention(StreamingMultiheadAttention):
+class PreallocatedSelfAttention(SwappedAttention):
     """A causal self-attention `StreamingMultiheadAttention` (custom, torch SDPA layout) with an in-place cache.
 
     Build it with `PreallocatedSelfAttention.convert(module)` (the class of the module changes in place, its
@@ -29,6 +30,7 @@ class PreallocatedSelfAttention(StreamingMultiheadAttention):
     """
     kv_capacity: int = 0
     kv_cache_dtype: tp.Optional[torch.dtype] = None
+    int8_module = "in_proj_int8"
 
     @classmethod
     def convert(cls, module: StreamingMultiheadAttention) -> "PreallocatedSelfAttention":
@@ -42,13 +44,6 @@ class PreallocatedSelfAttention(StreamingMultiheadAttention):
         assert isinstance(module, PreallocatedSelfAttention)
         return module
 
-    def restore(self) -> StreamingMultiheadAttention:
-        """Back to AudioCraft's `StreamingMultiheadAttention` (float weights only)."""
-        if self.is_int8:
-            raise RuntimeError("an int8 attention cannot go back to AudioCraft's module")
-        self.__class__ = StreamingMultiheadAttention  # type: ignore[assignment]
-        return self
-
     def quantize_(self, release: tp.Callable[[torch.Tensor], None] = lambda tensor: None):
         """Run the input and output projections in int8; `release` gets each float weight once it is consumed."""
         weight = self.in_proj_weight
@@ -57,10 +52,6 @@ class PreallocatedSelfAttention(StreamingMultiheadAttention):
         self.in_proj_bias = None
         release(weight)
         replace_linear_(self, "out_proj", release)
-
-    @property
-    def is_int8(self) -> bool:
-        return "in_proj_int8" in self._modules
 
     def _in_projection(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_int8:
