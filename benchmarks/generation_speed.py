@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import gc
 import json
 from pathlib import Path
+import platform
 import subprocess
 import sys
 import time
@@ -63,6 +64,23 @@ class FixedMemoryConditioner(TextConditioner):
     def forward(self, present: tp.List[bool]):
         memory = torch.cat([self.memory if p else self.null_memory for p in present])
         return memory, torch.ones(memory.shape[:2], dtype=torch.bool)
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the vector instructions PyTorch uses on it (figures depend on both)."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("flags")), [])
+        isa = [flag for flag in ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_tile")
+               if flag in flags]
+        model += f" ({', '.join(isa) or 'no AVX2'})"
+    return f"{model}; PyTorch CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
 def measure_read_bandwidth(num_bytes: int = 1 << 31, repeats: int = 5) -> float:
@@ -186,7 +204,8 @@ def main():
     baseline_steps = args.baseline_steps or (20 if args.scale == "small" else 4)
     torch.manual_seed(0)
     figures: tp.Dict[str, tp.Any] = {"scale": args.scale, "layers": args.layers, "dtype": args.dtype,
-                                     "threads": torch.get_num_threads()}
+                                     "threads": torch.get_num_threads(), "cpu": cpu_description()}
+    print(f"CPU: {figures['cpu']}, {torch.get_num_threads()} threads")
 
     with random_checkpoint(args.scale, args.layers, args.checkpoint_dir) as folder:
         if args.peak_memory:
