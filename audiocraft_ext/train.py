@@ -87,12 +87,25 @@ def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:
     set_efficient_attention_backend(cfg.efficient_attention_backend)
 
 
+def init_distributed(cfg: omegaconf.DictConfig) -> None:
+    """Join the process group when launched with several processes (torchrun, `dora run -d`, SLURM through
+    Dora's grids; all set RANK / WORLD_SIZE or submitit's variables): NCCL when the processes train on GPUs,
+    gloo otherwise (flashy's `init` asks for NCCL, which CPUs lack). Logs the world size and this rank."""
+    from dora.distrib import get_distrib_spec
+    on_gpu = torch.cuda.is_available() and cfg.device != "cpu"
+    backend = "nccl" if on_gpu else "gloo"
+    flashy.distrib.init(backend=backend)
+    logger.info("distributed: world size %d, rank %d (local rank %d)%s", flashy.distrib.world_size(),
+                flashy.distrib.rank(), get_distrib_spec().local_rank,
+                f", backend {backend}" if flashy.distrib.is_distributed() else "")
+
+
 @hydra_main(config_path="../config", config_name="config", version_base="1.1")
 def main(cfg):
     init_seed_and_system(cfg)
     log_name = f"{cfg.execute_only}.log.{{rank}}" if cfg.execute_only else "solver.log.{rank}"
     flashy.setup_logging(level=str(cfg.logging.level).upper(), log_name=log_name)
-    flashy.distrib.init()
+    init_distributed(cfg)
     solver = get_solver(cfg)
     if cfg.show:
         solver.show()
