@@ -195,8 +195,8 @@ def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):
     assert torch.equal(*logits())
 
 
-def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable)
+def _train(args, dora_dir: Path, log: Path, **env_vars: str) -> subprocess.Popen:
+    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable, **env_vars)
     return subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
                             env=env, cwd=ROOT, start_new_session=True)
 
