@@ -14,6 +14,7 @@ import pytest
 
 from audiocraft_ext.utils.shards import check_shard, shard
 
+from media import write_video
 from test_train import _train, manifest, pairs  # noqa: F401  (the module's fixtures: four video-music pairs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +100,85 @@ def test_dora_grids_list_their_experiments_offline(tmp_path):
         assert len(set(signatures)) == count, result.stdout
         for sig in signatures:  # --init writes each XP's arguments, as a submission would
             assert json.loads((tmp_path / "xps" / sig / ".argv.json").read_text()), sig
+
+
+def _infer(checkpoint: Path, video_dir: Path, output_dir: Path, *extra: str) -> int:
+    from audiocraft_ext.infer import main
+    return main(["--model_path", str(checkpoint), "--video_dir", str(video_dir), "--output_dir", str(output_dir),
+                 "--quiet", *extra])
+
+
+def _infer_sh(checkpoint: Path, video_dir: Path, output_dir: Path, *extra: str, nproc: int = 2
+              ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHON=sys.executable, NPROC_PER_NODE=str(nproc))
+    return subprocess.run(["bash", str(ROOT / "infer.sh"), "--model_path", str(checkpoint), "--video_dir",
+                           str(video_dir), "--output_dir", str(output_dir), *extra],
+                          capture_output=True, text=True, env=env, cwd=output_dir.parent, timeout=300)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--num_shards", "0"], "the shard count must be at least 1 (got 0)"),
+    (["--num_shards", "2", "--shard_index", "2"], "shard index 2 out of range: with 2 shard(s) it must be in 0..1"),
+    (["--shard_index", "-1"], "shard index -1 out of range"),
+    (["--nproc_per_node", "0"], "nproc_per_node must be at least 1"),
+])
+def test_a_bad_shard_is_one_line_and_status_2(tiny_checkpoint, tmp_path, caplog, flags, message):
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in" / "a.mp4", 5, 10)
+    assert _infer(tiny_checkpoint, tmp_path / "in", tmp_path / "out", *flags) == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith(message) and "\n" not in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_shards_and_local_processes_do_every_input_once_and_resume(tiny_checkpoint, tmp_path, capsys):
+    inputs, output = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for name in ("a.mp4", "a.mov", "b.mp4", "c.mkv"):  # a.* share a stem: named alike whatever the shard
+        write_video(inputs / name, 10, 10)
+    (inputs / "d.mp4").write_text("junk")
+    # sorted: a.mov a.mp4 b.mp4 c.mkv d.mp4 -> shard 0 of 2: a.mov b.mp4 d.mp4; shard 1: a.mp4 c.mkv
+    codes = []
+    for index in range(2):
+        codes.append(_infer(tiny_checkpoint, inputs, output, "--seed", "0", "--num_shards", "2",
+                            "--shard_index", str(index)))
+    assert codes == [1, 0]  # the bad input is shard 0's
+    printed = capsys.readouterr().out
+    assert "done: 2, skipped (outputs exist): 0, failed: 1" in printed and "d.mp4" in printed
+    assert "done: 2, skipped (outputs exist): 0, failed: 0" in printed
+    sidecars = {p.name: json.loads(p.read_text()) for p in output.glob("*.json")}
+    assert sorted(sidecars) == ["a.mov.json", "a.mp4.json", "b.json", "c.json"]
+    assert sorted(Path(s["input"]).name for s in sidecars.values()) == ["a.mov", "a.mp4", "b.mp4", "c.mkv"]
+    assert not [p for p in output.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+    # two local processes over the same folder: what the shards did is skipped, an incomplete input redone
+    (output / "b.wav").unlink()
+    result = _infer_sh(tiny_checkpoint, inputs, output)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "done: 1, skipped (outputs exist): 3, failed: 1" and len(lines) == 2, result.stdout
+    assert lines[1].startswith(f"  failed: {inputs / 'd.mp4'}: ")
+    assert re.search(r"2 processes \(auto, auto\), \d+ CPU thread\(s\) each", result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    redone = json.loads((output / "b.json").read_text())
+    assert (output / "b.wav").is_file() and redone["created"] > sidecars["b.json"]["created"]
+
+    # again, every input redone: each once, one seed for the whole run, one summary
+    result = _infer_sh(tiny_checkpoint, inputs, output, "--overwrite", "--quiet")
+    assert result.returncode == 1 and result.stdout.splitlines()[0] == \
+        "done: 4, skipped (outputs exist): 0, failed: 1", result.stdout + result.stderr[-2000:]
+    again = {p.name: json.loads(p.read_text()) for p in output.glob("*.json")}
+    assert sorted(again) == sorted(sidecars)
+    assert len({s["seed"] for s in again.values()}) == 1
+    assert all(again[name]["created"] > sidecars[name]["created"] for name in sidecars)
+
+
+def test_local_processes_stop_with_status_2_when_no_model_loads(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in" / "a.mp4", 5, 10)
+    write_video(tmp_path / "in" / "b.mp4", 5, 10)
+    result = _infer_sh(tmp_path / "nowhere", tmp_path / "in", tmp_path / "out", "--quiet")
+    assert result.returncode == 2 and result.stdout == ""
+    errors = result.stderr.strip().splitlines()
+    assert errors and all(line.startswith(f"error: cannot load the model from {tmp_path / 'nowhere'}")
+                          for line in errors), result.stderr
