@@ -85,18 +85,22 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     return settings
 
 
+class CannotStart(Exception):
+    """The run cannot start (exit status 2); the message is the one line that says why."""
+
+
 def generate_share(args: argparse.Namespace, settings: GenerationSettings, inputs: tp.Sequence[Path],
                    num_shards: int, shard_index: int, device: str, progress: bool) -> RunSummary:
     """Load the model on `device` and make music for shard `shard_index` of `num_shards` of `inputs`.
-    A model that cannot be loaded or cannot take the description ends the process with one line, status 2."""
+    A model that cannot be loaded ends the process with one line, status 2 (`models.cli.load_model`); one that
+    cannot take the description raises `CannotStart`."""
     if not shard(inputs, num_shards, shard_index):
         logger.info("shard %d of %d: no inputs (%d in all)", shard_index, num_shards, len(inputs))
         return RunSummary()
     loaded = load_model(args.model_path, device, args.dtype, args.clip_num_heads)
     model = loaded.model
     if settings.description and not model.lm.has_text_conditioner:
-        logger.error("--description: this model has no text conditioner")
-        raise SystemExit(2)
+        raise CannotStart("--description: this model has no text conditioner")
     share = f"shard {shard_index} of {num_shards} of " if num_shards > 1 else ""
     logger.info("model %s on %s; %s%d input(s) from %s", args.model_path, model.device, share, len(inputs),
                 args.video_dir)
@@ -111,9 +115,13 @@ def _worker(local_rank: int, args: argparse.Namespace, settings: GenerationSetti
     setup_logging(logging.WARNING if args.quiet else logging.INFO)
     torch.set_num_threads(threads)
     nproc = args.nproc_per_node
-    summary = generate_share(args, settings, inputs, args.num_shards * nproc,
-                             args.shard_index + args.num_shards * local_rank, device,
-                             progress=not args.quiet and local_rank == 0)
+    try:
+        summary = generate_share(args, settings, inputs, args.num_shards * nproc,
+                                 args.shard_index + args.num_shards * local_rank, device,
+                                 progress=not args.quiet and local_rank == 0)
+    except CannotStart as err:
+        logger.error("%s", err)
+        raise SystemExit(2) from None
     with open(result, "wb") as f:
         pickle.dump(summary, f)
 
@@ -194,8 +202,12 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         if status == 2 and not (summary.done or summary.skipped or summary.failed):
             return 2  # no process could start (each said why)
     else:
-        summary, status = generate_share(args, settings, inputs, args.num_shards, args.shard_index,
-                                         args.device, progress=not args.quiet), 0
+        try:
+            summary, status = generate_share(args, settings, inputs, args.num_shards, args.shard_index,
+                                             args.device, progress=not args.quiet), 0
+        except CannotStart as err:
+            logger.error("%s", err)
+            return 2
     for line in summary.lines():
         print(line)
     return 1 if summary.failed or status else 0
