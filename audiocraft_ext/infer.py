@@ -14,7 +14,6 @@ Exit status: 0 when every input was done or skipped, 1 when any input failed (th
 import argparse
 import logging
 import multiprocessing
-import os
 from pathlib import Path
 import pickle
 import sys

@@ -14,8 +14,8 @@ import pytest
 
 from audiocraft_ext.utils.shards import check_shard, shard
 
+from conftest import train_sh
 from media import write_video
-from test_train import _train, manifest, pairs  # noqa: F401  (the module's fixtures: four video-music pairs)
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_LINE = re.compile(r"Train \| Epoch (\d+) \| (\d+)/\d+ \|.* ce ([\d.]+)")
@@ -43,13 +43,13 @@ def _train_losses(log: str) -> dict:
     return {(int(e), int(s)): float(ce) for e, s, ce in TRAIN_LINE.findall(log)}
 
 
-def test_two_cpu_processes_train_share_the_cache_and_resume(manifest, tmp_path):  # noqa: F811
+def test_two_cpu_processes_train_share_the_cache_and_resume(manifest, tmp_path):
     dora, cache = tmp_path / "dora", tmp_path / "cache"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     args = ["solver=vidmuse/debug", *data, "optim.epochs=3", "optim.updates_per_epoch=6", "generate.every=0",
             "evaluate.every=0", f"video.feature_cache={cache}"]
     log = tmp_path / "first.log"
-    process = _train(args, dora, log, NPROC_PER_NODE="2")
+    process = train_sh(args, dora, log, NPROC_PER_NODE="2")
     deadline = time.time() + 240
     checkpoint = None
     while time.time() < deadline and process.poll() is None:  # interrupt the run once it has a checkpoint
@@ -72,7 +72,7 @@ def test_two_cpu_processes_train_share_the_cache_and_resume(manifest, tmp_path):
     assert "Checkpoint saved" in first[0] and "Checkpoint saved" not in first[1]  # written once, by rank 0
 
     log = tmp_path / "second.log"
-    assert _train(args, dora, log, NPROC_PER_NODE="2").wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(args, dora, log, NPROC_PER_NODE="2").wait(timeout=300) == 0, log.read_text()[-3000:]
     assert len(json.loads((xp / "history.json").read_text())) == 3
     second = [text[len(old):] for text, old in zip(_solver_logs(xp), first)]
     for rank, text in enumerate(second):
