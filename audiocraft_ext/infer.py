@@ -2,21 +2,33 @@
 
     python -m audiocraft_ext.infer --model_path ./model --video_dir ./dataset/example/infer --output_dir ./result/
 
+Several workers split the sorted inputs round-robin (input k goes to shard k mod N; see `utils.shards`):
+`--num_shards N --shard_index i` runs shard i only (e.g. one task of a SLURM array job per shard, on a shared
+output folder), and `--nproc_per_node M` runs M processes here (one GPU each when there are GPUs; the CPU
+threads divided between them otherwise) and prints one summary for all of them.
+
 Exit status: 0 when every input was done or skipped, 1 when any input failed (the others are still processed),
 2 when the run cannot start (a model that cannot be loaded, bad folders, bad arguments).
 """
 
 import argparse
 import logging
+import multiprocessing
 from pathlib import Path
+import pickle
 import sys
+import tempfile
 import typing as tp
+
+import torch
 
 from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
 from .media.mux import ORIGINAL_AUDIO_MODES
 from .media.video import RESIZE_MODES
-from .models.cli import add_model_arguments, load_model_from_args, setup_logging
-from .pipeline import GenerationSettings, run
+from .models.cli import add_model_arguments, load_model, setup_logging
+from .models.vidmuse import draw_seed
+from .pipeline import GenerationSettings, RunSummary, run
+from .utils.shards import check_shard, shard
 
 logger = logging.getLogger("audiocraft_ext.infer")
 
@@ -48,7 +60,119 @@ def get_parser() -> argparse.ArgumentParser:
                         help="video file extensions to process")
     parser.add_argument("--overwrite", action="store_true", help="regenerate inputs whose outputs exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    group = parser.add_argument_group("several workers (inputs split round-robin over the sorted list)")
+    group.add_argument("--num_shards", type=int, default=1, help="split the inputs into this many shards")
+    group.add_argument("--shard_index", type=int, default=0, help="the shard to run (0 .. num_shards - 1)")
+    group.add_argument("--nproc_per_node", type=int, default=1,
+                       help="processes on this machine, each running its share of the shard (infer.sh: "
+                       "$NPROC_PER_NODE); one GPU each when there are GPUs")
     return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    """The generation settings of the flags; `ValueError` (one line) for a bad value or a bad worker split."""
+    settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
+                                  cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
+                                  image_duration=args.image_duration, original_audio=args.original_audio,
+                                  original_volume=args.original_volume, resize_mode=args.resize_mode,
+                                  description=args.description)
+    if args.batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    check_shard(args.num_shards, args.shard_index)
+    if args.nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be at least 1 (got {args.nproc_per_node})")
+    return settings
+
+
+class CannotStart(Exception):
+    """The run cannot start (exit status 2); the message is the one line that says why."""
+
+
+def generate_share(args: argparse.Namespace, settings: GenerationSettings, inputs: tp.Sequence[Path],
+                   num_shards: int, shard_index: int, device: str, progress: bool) -> RunSummary:
+    """Load the model on `device` and make music for shard `shard_index` of `num_shards` of `inputs`.
+    A model that cannot be loaded ends the process with one line, status 2 (`models.cli.load_model`); one that
+    cannot take the description raises `CannotStart`."""
+    if not shard(inputs, num_shards, shard_index):
+        logger.info("shard %d of %d: no inputs (%d in all)", shard_index, num_shards, len(inputs))
+        return RunSummary()
+    loaded = load_model(args.model_path, device, args.dtype, args.clip_num_heads)
+    model = loaded.model
+    if settings.description and not model.lm.has_text_conditioner:
+        raise CannotStart("--description: this model has no text conditioner")
+    share = f"shard {shard_index} of {num_shards} of " if num_shards > 1 else ""
+    logger.info("model %s on %s; %s%d input(s) from %s", args.model_path, model.device, share, len(inputs),
+                args.video_dir)
+    return run(model, inputs, Path(args.output_dir), settings, batch_size=args.batch_size,
+               overwrite=args.overwrite, model_checksum=loaded.checksum, progress=progress,
+               num_shards=num_shards, shard_index=shard_index)
+
+
+def _worker(local_rank: int, args: argparse.Namespace, settings: GenerationSettings, inputs: tp.List[Path],
+            device: str, threads: int, result: Path) -> None:
+    """One of `--nproc_per_node` processes: its part of the shard, its summary pickled to `result`."""
+    setup_logging(logging.WARNING if args.quiet else logging.INFO)
+    torch.set_num_threads(threads)
+    nproc = args.nproc_per_node
+    try:
+        summary = generate_share(args, settings, inputs, args.num_shards * nproc,
+                                 args.shard_index + args.num_shards * local_rank, device,
+                                 progress=not args.quiet and local_rank == 0)
+    except CannotStart as err:
+        logger.error("%s", err)
+        raise SystemExit(2) from None
+    with open(result, "wb") as f:
+        pickle.dump(summary, f)
+
+
+def worker_devices(device: str, nproc: int) -> tp.List[str]:
+    """The device of each local process: one GPU each (round-robin over the visible GPUs) for `auto` or `cuda`
+    when there are GPUs, else `device` for all."""
+    count = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    if not count:
+        return [device] * nproc
+    if nproc > count:
+        logger.warning("%d processes share %d GPU(s)", nproc, count)
+    return [f"cuda:{rank % count}" for rank in range(nproc)]
+
+
+def run_local_workers(args: argparse.Namespace, settings: GenerationSettings, inputs: tp.List[Path]
+                      ) -> tp.Tuple[RunSummary, int]:
+    """Run `--nproc_per_node` processes on this machine, each on its share of the shard, with one seed for all
+    and the CPU threads divided between them. Returns the combined summary (inputs in their sorted order) and
+    the worst exit status of the processes (0 when all finished)."""
+    nproc = args.nproc_per_node
+    if settings.seed is None:  # one run, one seed (recorded in every sidecar)
+        settings.seed = draw_seed()
+    threads = max(1, torch.get_num_threads() // nproc)
+    devices = worker_devices(args.device, nproc)
+    logger.info("%d processes (%s), %d CPU thread(s) each", nproc, ", ".join(devices), threads)
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    combined, status = RunSummary(), 0
+    with tempfile.TemporaryDirectory(prefix="infer_workers_") as folder:
+        results = [Path(folder) / f"{rank}.pkl" for rank in range(nproc)]
+        processes = [context.Process(target=_worker, args=(rank, args, settings, inputs, devices[rank], threads,
+                                                           results[rank])) for rank in range(nproc)]
+        for process in processes:
+            process.start()
+        for rank, (process, result) in enumerate(zip(processes, results)):
+            process.join()
+            if process.exitcode != 0 or not result.exists():
+                if process.exitcode != 2:  # 2: it has said why on its own line
+                    logger.error("process %d stopped with status %s before finishing its inputs (a rerun does "
+                                 "the rest)", rank, process.exitcode)
+                status = max(status, 2 if process.exitcode == 2 else 1)
+                continue
+            with open(result, "rb") as f:
+                summary: RunSummary = pickle.load(f)
+            combined.done += summary.done
+            combined.skipped += summary.skipped
+            combined.failed += summary.failed
+    order = {path: index for index, path in enumerate(inputs)}
+    combined.done.sort(key=order.__getitem__)
+    combined.skipped.sort(key=order.__getitem__)
+    combined.failed.sort(key=lambda item: order[item[0]])
+    return combined, status
 
 
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
@@ -63,13 +187,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                      video_dir)
         return 2
     try:
-        settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
-                                      cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
-                                      image_duration=args.image_duration, original_audio=args.original_audio,
-                                      original_volume=args.original_volume, resize_mode=args.resize_mode,
-                                      description=args.description)
-        if args.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        settings = settings_from_args(args)
     except ValueError as err:
         logger.error("%s", err)
         return 2
@@ -78,17 +196,20 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     if not inputs:
         logger.error("no videos or images in %s", video_dir)
         return 2
-    loaded = load_model_from_args(args)
-    model = loaded.model
-    if settings.description and not model.lm.has_text_conditioner:
-        logger.error("--description: this model has no text conditioner")
-        return 2
-    logger.info("model %s on %s; %d input(s) from %s", args.model_path, model.device, len(inputs), video_dir)
-    summary = run(model, inputs, output_dir, settings, batch_size=args.batch_size, overwrite=args.overwrite,
-                  model_checksum=loaded.checksum, progress=not args.quiet)
+    if args.nproc_per_node > 1:
+        summary, status = run_local_workers(args, settings, inputs)
+        if status == 2 and not (summary.done or summary.skipped or summary.failed):
+            return 2  # no process could start (each said why)
+    else:
+        try:
+            summary, status = generate_share(args, settings, inputs, args.num_shards, args.shard_index,
+                                             args.device, progress=not args.quiet), 0
+        except CannotStart as err:
+            logger.error("%s", err)
+            return 2
     for line in summary.lines():
         print(line)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or status else 0
 
 
 if __name__ == "__main__":

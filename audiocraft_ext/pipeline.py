@@ -25,6 +25,7 @@ from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
 from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
 from .models.vidmuse import VidMuse, draw_seed
 from .utils.atomic import atomic_output
+from .utils.shards import shard
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,12 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
 
 def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: GenerationSettings,
         batch_size: int = 1, overwrite: bool = False, model_checksum: tp.Optional[str] = None,
-        progress: bool = True) -> RunSummary:
-    """Generate music for every input; a bad input is reported and the others go on.
+        progress: bool = True, num_shards: int = 1, shard_index: int = 0) -> RunSummary:
+    """Generate music for every input of shard `shard_index` of `num_shards` (the round-robin share of
+    `inputs`, see `utils.shards.shard`; the default is all of them); a bad input is reported and the others go
+    on. Output names come from the whole list, so that every shard names an input alike.
 
-    Returns the `RunSummary` (done, skipped, failed with reasons).
+    Returns the `RunSummary` of the shard's inputs (done, skipped, failed with reasons).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
@@ -171,7 +174,7 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()
     todo = []
-    for path in inputs:
+    for path in shard(inputs, num_shards, shard_index):
         if paths[path].complete() and not overwrite:
             summary.skipped.append(path)
         else:

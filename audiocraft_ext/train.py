@@ -73,6 +73,18 @@ def get_solver(cfg: omegaconf.DictConfig):
     return solvers.get_solver(cfg)
 
 
+def shared_cpu_threads() -> tp.Optional[int]:
+    """With several processes on this machine (Dora's `-d`, SLURM tasks; torchrun through `train.sh` sets
+    OMP_NUM_THREADS itself), each one's share of the cores; None for a single process (torch's default, all
+    cores). Each process taking every core slowed a 2-process CPU run here about 250-fold."""
+    from dora.distrib import get_distrib_spec
+    spec = get_distrib_spec()
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", spec.world_size // spec.num_nodes))
+    if local_processes <= 1:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // local_processes)
+
+
 def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:
     import numpy as np
     from audiocraft.modules.transformer import set_efficient_attention_backend
@@ -81,10 +93,25 @@ def init_seed_and_system(cfg: omegaconf.DictConfig) -> None:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    if not cfg.num_threads and "OMP_NUM_THREADS" not in os.environ:
+        cfg.num_threads = shared_cpu_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
         os.environ["MKL_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(cfg.num_threads)
     set_efficient_attention_backend(cfg.efficient_attention_backend)
+
+
+def init_distributed(cfg: omegaconf.DictConfig) -> None:
+    """Join the process group when launched with several processes (torchrun, `dora run -d`, SLURM through
+    Dora's grids; all set RANK / WORLD_SIZE or submitit's variables): NCCL when the processes train on GPUs,
+    gloo otherwise (flashy's `init` asks for NCCL, which CPUs lack). Logs the world size and this rank."""
+    from dora.distrib import get_distrib_spec
+    on_gpu = torch.cuda.is_available() and cfg.device != "cpu"
+    backend = "nccl" if on_gpu else "gloo"
+    flashy.distrib.init(backend=backend)
+    logger.info("distributed: world size %d, rank %d (local rank %d)%s", flashy.distrib.world_size(),
+                flashy.distrib.rank(), get_distrib_spec().local_rank,
+                f", backend {backend}" if flashy.distrib.is_distributed() else "")
 
 
 @hydra_main(config_path="../config", config_name="config", version_base="1.1")
@@ -92,7 +119,7 @@ def main(cfg):
     init_seed_and_system(cfg)
     log_name = f"{cfg.execute_only}.log.{{rank}}" if cfg.execute_only else "solver.log.{rank}"
     flashy.setup_logging(level=str(cfg.logging.level).upper(), log_name=log_name)
-    flashy.distrib.init()
+    init_distributed(cfg)
     solver = get_solver(cfg)
     if cfg.show:
         solver.show()

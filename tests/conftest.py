@@ -1,17 +1,27 @@
-"""Shared fixtures: tiny models built from the project's configs, exported checkpoint folders."""
+"""Shared fixtures: tiny models built from the project's configs, exported checkpoint folders, video-music pairs
+and their manifest, and `train.sh` in a subprocess."""
 
 import os
 from pathlib import Path
+import subprocess
+import sys
+import typing as tp
 
 import audiocraft_ext  # noqa: F401  (first: it quiets xFormers' CPU notice before AudioCraft imports xFormers)
 from audiocraft.models import builders as audiocraft_builders
+import numpy as np
 from omegaconf import OmegaConf
 import pytest
 import torch
 
+from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.models.builders import get_vidmuse_lm, load_lm_config
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
+from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
 
+from media import write_video
+
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "vidmuse_official_tiny"
 
 
@@ -67,3 +77,30 @@ def tiny_checkpoint(tmp_path_factory, tiny_lm, tiny_lm_cfg, tiny_codec) -> Path:
     export_lm_model(tiny_lm, tiny_lm_cfg, folder / LM_FILENAME)
     export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
     return folder
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    """Four 5 s video-music pairs (procedural scenes, their own melody track) plus two unusable files."""
+    folder = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_scenes(folder / f"pair{i}.mp4", [random_scene(rng, 2.5), random_scene(rng, 2.5)], 10, (64, 48),
+                     audio=melody(5.0, seed=i))
+    write_video(folder / "silent.mp4", 20, 10)
+    (folder / "broken.mp4").write_text("junk")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def manifest(pairs, tmp_path_factory) -> Path:
+    egs = tmp_path_factory.mktemp("egs")
+    path, _, _ = build_manifest(pairs, "pairs", egs, dset_dir=None, progress=False)
+    return path
+
+
+def train_sh(args: tp.Sequence[str], dora_dir: Path, log: Path, **env_vars: str) -> subprocess.Popen:
+    """Start `train.sh ARGS` (Hydra overrides) in its own session, output to `log`, experiments in `dora_dir`."""
+    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable, **env_vars)
+    return subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=env, cwd=ROOT, start_new_session=True)

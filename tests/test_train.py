@@ -20,34 +20,13 @@ from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta,
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
-from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 from audiocraft_ext.utils.checksum import module_fingerprint
 
-from conftest import build_tiny_lm
+from conftest import build_tiny_lm, train_sh
 from media import read_index, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory) -> Path:
-    """Four 5 s video-music pairs (procedural scenes, their own melody track) plus two unusable files."""
-    folder = tmp_path_factory.mktemp("videos")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        write_scenes(folder / f"pair{i}.mp4", [random_scene(rng, 2.5), random_scene(rng, 2.5)], 10, (64, 48),
-                     audio=melody(5.0, seed=i))
-    write_video(folder / "silent.mp4", 20, 10)
-    (folder / "broken.mp4").write_text("junk")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def manifest(pairs, tmp_path_factory) -> Path:
-    egs = tmp_path_factory.mktemp("egs")
-    path, entries, skipped = build_manifest(pairs, "pairs", egs, dset_dir=None, progress=False)
-    return path
 
 
 def test_manifest_lists_usable_pairs_and_reasons(manifest, pairs):
@@ -195,12 +174,6 @@ def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):
     assert torch.equal(*logits())
 
 
-def _train(args, dora_dir: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable)
-    return subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env=env, cwd=ROOT, start_new_session=True)
-
-
 def _export(source: tp.Sequence[str], out: Path, dora_dir: tp.Optional[Path] = None) -> VidMuse:
     """Export a training checkpoint (`--checkpoint PATH` or `--sig SIG`) with the export CLI, check it, load it."""
     env = dict(os.environ, **({"AUDIOCRAFT_DORA_DIR": str(dora_dir)} if dora_dir else {}))
@@ -217,7 +190,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     args = ["solver=vidmuse/debug", *data, "optim.epochs=4", "optim.updates_per_epoch=12", "generate.every=4",
             "evaluate.every=4"]
     log = tmp_path / "first.log"
-    process = _train(args, dora, log)
+    process = train_sh(args, dora, log)
     deadline = time.time() + 240
     checkpoint = None
     while time.time() < deadline and process.poll() is None:  # interrupt the run once it has a checkpoint
@@ -233,7 +206,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert 1 <= len(history) < 4, "the run should be interrupted before its last epoch"
 
     log = tmp_path / "second.log"
-    assert _train(args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert "Loading existing checkpoint" in text
     history = json.loads((checkpoint.parent / "history.json").read_text())
@@ -256,7 +229,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
                 "generate.every=0", "evaluate.every=0", "contrastive.weight=1"]
-    assert _train(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
     tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
     train = tuned[0]["train"]
@@ -285,13 +258,13 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     log = tmp_path / "codec.log"
-    assert _train(["solver=compression/debug", *data], dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(["solver=compression/debug", *data], dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
     log = tmp_path / "lm.log"
     lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",
                f"compression_model_checkpoint={codec_checkpoint}"]
-    assert _train(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
     model = _export(["--checkpoint", str(lm_checkpoint)], tmp_path / "model")
     trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]

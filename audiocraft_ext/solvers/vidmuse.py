@@ -27,7 +27,7 @@ import typing as tp
 from audiocraft import models as audiocraft_models
 from audiocraft.solvers import builders
 from audiocraft.solvers.musicgen import MusicGenSolver
-from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader
+from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader, model_hash
 import flashy
 import torch
 
@@ -42,6 +42,7 @@ from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state
 from ..modules.cross_attention import cross_attention_modules
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
+from ..utils.shards import shard
 from .checkpoints import SafeCheckpointMixin
 
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
@@ -175,7 +176,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         return restored
 
     def _attach_feature_cache(self) -> None:
-        """Compute missing CLIP features of every dataset's videos and make the datasets return them."""
+        """Compute missing CLIP features of every dataset's videos and make the datasets return them. With
+        several processes, each computes its round-robin share of the sorted videos (no video twice, each file
+        written atomically) and all wait for the others before training."""
         folder = self.cfg.video.get("feature_cache")
         if not folder:
             return
@@ -184,14 +187,28 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         cache = FeatureCache(folder, module_fingerprint(encoder.visual_encoder_model), visual.local_fps,
                              int(self.cfg.video.train_global_frames), visual.clip["image_size"],
                              self.cfg.video.resize_mode)
-        for loader in self.dataloaders.values():
-            dataset = get_dataset_from_loader(loader)  # not the Subset a distributed loader wraps it in
-            if flashy.distrib.is_rank_zero():
-                computed = cache.build([m.video_path for m in dataset.meta], encoder.clip_tokens)
-                if computed:
-                    self.logger.info("feature cache %s: computed CLIP tokens of %d videos", folder, computed)
-            flashy.distrib.barrier()
+        datasets = [get_dataset_from_loader(loader) for loader in self.dataloaders.values()]  # not the Subset
+        videos = sorted({m.video_path for dataset in datasets for m in dataset.meta})
+        share = shard(videos, flashy.distrib.world_size(), flashy.distrib.rank())
+        computed = cache.build(share, encoder.clip_tokens)
+        self.logger.info("feature cache %s: rank %d computed CLIP tokens of %d of its %d videos (%d in all)",
+                         folder, flashy.distrib.rank(), computed, len(share), len(videos))
+        flashy.distrib.barrier()
+        for dataset in datasets:
             dataset.feature_cache = cache
+
+    def run_epoch(self) -> None:
+        """AudioCraft's epoch, then (with several processes) a check that every rank holds the same weights:
+        a replica that drifted (a skipped update, a non-deterministic reduction) would otherwise train on
+        unnoticed until the checkpoint, which only rank 0 writes."""
+        super().run_epoch()
+        if flashy.distrib.is_distributed():
+            digest = model_hash(self.model)
+            digests = [None] * flashy.distrib.world_size()
+            torch.distributed.all_gather_object(digests, digest)
+            if len(set(digests)) > 1:
+                raise RuntimeError(f"model weights differ across ranks after epoch {self.epoch}: {digests}")
+            self.logger.info("model weights identical on all %d ranks (hash %s)", len(digests), digest)
 
     # --------------------------------------------------------- conditioning
     def _null_visual(self, like: torch.Tensor) -> torch.Tensor:

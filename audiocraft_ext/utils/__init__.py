@@ -1,1 +1,1 @@
-"""Utilities: atomic file output, checksums, checkpoint packages."""
+"""Utilities: atomic file output, checksums, checkpoint packages, shards of a list."""
