@@ -12,6 +12,7 @@ from pathlib import Path
 import sys
 import typing as tp
 
+from .media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE
 from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
 from .media.mux import ORIGINAL_AUDIO_MODES
 from .media.video import RESIZE_MODES
@@ -44,6 +45,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="how frames become 224x224: squash (as the official weights were trained) or crop")
     parser.add_argument("--description", default=None,
                         help="text steering the music with the picture (models with a text conditioner)")
+    parser.add_argument("--sync_cuts", action="store_true",
+                        help="move the music's beats onto the video's scene cuts (small local time-stretches; "
+                        "same length; recorded in the sidecar)")
+    parser.add_argument("--max_tempo_change", type=float, default=DEFAULT_MAX_TEMPO_CHANGE,
+                        help="largest local tempo change --sync_cuts may make (0.15: within ±15%%)")
     parser.add_argument("--extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS),
                         help="video file extensions to process")
     parser.add_argument("--overwrite", action="store_true", help="regenerate inputs whose outputs exist")
@@ -67,7 +73,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                                       cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
                                       image_duration=args.image_duration, original_audio=args.original_audio,
                                       original_volume=args.original_volume, resize_mode=args.resize_mode,
-                                      description=args.description)
+                                      description=args.description, sync_cuts=args.sync_cuts,
+                                      max_tempo_change=args.max_tempo_change)
         if args.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
     except ValueError as err:
