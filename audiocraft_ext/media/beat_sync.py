@@ -107,9 +107,20 @@ def plan_anchors(beats: tp.Sequence[float], cuts: tp.Sequence[float], duration: 
     return anchors[::-1]
 
 
-def warp(wav: torch.Tensor, sample_rate: int, anchors: tp.Sequence[tp.Tuple[float, float]]) -> torch.Tensor:
-    """Time-warp audio `[C, N]` so that each anchor's source time plays at its output time (Rubber Band between
-    anchors, pitch kept); the result has exactly N samples."""
+Stretcher = tp.Callable[[np.ndarray, int, float], np.ndarray]
+
+
+def rubberband_stretch(audio: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
+    """Audio `[C, n]` played `speed` times as fast, pitch kept (Rubber Band, pedalboard): about `n / speed`
+    samples."""
+    return pedalboard.time_stretch(audio, sample_rate, stretch_factor=speed)
+
+
+def warp(wav: torch.Tensor, sample_rate: int, anchors: tp.Sequence[tp.Tuple[float, float]],
+         stretch: Stretcher = rubberband_stretch) -> torch.Tensor:
+    """Time-warp audio `[C, N]` so that each anchor's source time plays at its output time (each piece between
+    anchors stretched by `stretch`, Rubber Band by default, and cut or padded to its exact length); the result
+    has exactly N samples."""
     length = wav.shape[-1]
     duration = length / sample_rate
     points = [(0.0, 0.0), *anchors, (duration, duration)]
@@ -120,9 +131,10 @@ def warp(wav: torch.Tensor, sample_rate: int, anchors: tp.Sequence[tp.Tuple[floa
         o0, o1 = round(out_a * sample_rate), round(out_b * sample_rate)
         piece = np.ascontiguousarray(audio[:, s0:s1])
         if s1 - s0 != o1 - o0:
-            piece = pedalboard.time_stretch(piece, sample_rate, stretch_factor=(s1 - s0) / (o1 - o0))
+            piece = stretch(piece, sample_rate, (s1 - s0) / (o1 - o0))
         piece = piece[:, :o1 - o0]
-        pieces.append(np.pad(piece, ((0, 0), (0, o1 - o0 - piece.shape[1])), mode="edge"))
+        pad = ((0, 0), (0, o1 - o0 - piece.shape[1]))  # Rubber Band's length is right to a few samples
+        pieces.append(np.pad(piece, pad, mode="edge" if piece.shape[1] else "constant"))
     return torch.from_numpy(np.concatenate(pieces, axis=1)).to(wav.dtype)
 
 

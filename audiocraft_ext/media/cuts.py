@@ -15,6 +15,8 @@ from scenedetect.backends.pyav import VideoStreamAv
 from .video import VideoReadError
 
 logger = logging.getLogger(__name__)
+# PySceneDetect sets its logger to INFO when imported: its "Detecting scenes..." would print for every video.
+logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
 
 CUT_THRESHOLD = 27.0  # PySceneDetect's default content threshold
 MIN_SHOT_SECONDS = 0.5
