@@ -29,8 +29,7 @@ import librosa
 import numpy as np
 import torch
 
-from audiocraft_ext.media.beat_sync import (DEFAULT_MAX_TEMPO_CHANGE, SYNCED, CutSyncReport, rubberband_stretch,
-                                            sync_to_cuts, warp)
+from audiocraft_ext.media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE, SYNCED, CutSyncReport, sync_to_cuts, warp
 from audiocraft_ext.media.cuts import detect_cuts
 from audiocraft_ext.media.rhythm import CutAlignment, align, track_rhythm
 from audiocraft_ext.synth.rhythm import drum_pattern, irregular_shots, write_cut_video

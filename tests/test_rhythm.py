@@ -33,6 +33,9 @@ def test_detect_cuts_finds_the_known_cuts_at_their_frame(cut_video, tmp_path):
     assert known == pytest.approx([1.6, 3.88, 5.2, 8.2])
     assert detect_cuts(path) == pytest.approx(known, abs=1e-6)
     assert detect_cuts(path, duration=5.0) == pytest.approx(known[:2], abs=1e-6)
+    shots = irregular_shots(np.random.default_rng(0), 20.0, fps=25)
+    assert sum(shots) == pytest.approx(20.0) and all(1.2 - 1e-9 <= s <= 3.5 for s in shots[:-1])
+    assert 1.2 <= shots[-1] <= 4.7 and all(abs(s * 25 - round(s * 25)) < 1e-9 for s in shots)
     still = tmp_path / "still.mp4"
     write_cut_video(still, [4.0], seed=1)
     assert detect_cuts(still) == []
@@ -157,14 +160,15 @@ def test_evaluate_rhythm_on_music_with_known_beats(tmp_path, capsys):
     assert cuts == pytest.approx([1.5, 3.5, 4.5, 7.0])
     (videos / "off.mp4").write_bytes((videos / "on.mp4").read_bytes())
     soundfile.write(str(music / "on.wav"), drum_pattern(120, 8.0, first_beat=0.0, swing_hats=False), SR)
-    soundfile.write(str(music / "off.wav"), drum_pattern(120, 8.0, first_beat=0.25, swing_hats=False), SR)  # beats between cuts
+    # the same pattern with its beats between the cuts
+    soundfile.write(str(music / "off.wav"), drum_pattern(120, 8.0, first_beat=0.25, swing_hats=False), SR)
     soundfile.write(str(music / "lonely.wav"), click_track([1.0], 2.0), SR)  # no video: skipped
     out = tmp_path / "rhythm.json"
     assert evaluate_main(["--generated", str(music), "--videos", str(videos), "--rhythm", "--out", str(out)]) == 0
     results = json.loads(out.read_text())["rhythm"]
     assert results["tracks"] == 2 and results["cuts"] == 8 and results["failed"] == 0
     assert results["per_video"] == {"on": 1.0, "off": 0.0}
-    assert results["cut_beat_hit@70ms"] == pytest.approx(0.5) and results["cut_beat_hit@50ms"] == pytest.approx(0.5)
+    assert results["cut_beat_hit@70ms"] == results["cut_beat_hit@50ms"] == pytest.approx(0.5)
     assert results["cut_onset_hit@50ms"] >= 0.5  # the kicks on the cuts are onsets too
     assert results["beat_iou@70ms"] == pytest.approx(4 / (8 + results["beats"] - 4))
     assert "cut_beat_hit@70ms" in capsys.readouterr().out

@@ -49,11 +49,8 @@ class CutSyncReport:
     hits_after: int = 0
     tolerance: float = IOU_TOLERANCE
 
-    @property
-    def changed(self) -> bool:
-        return self.status == SYNCED
-
     def to_dict(self) -> tp.Dict[str, tp.Any]:
+        """The report as JSON-ready values."""
         return asdict(self)
 
 

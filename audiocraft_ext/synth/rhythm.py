@@ -54,7 +54,7 @@ def click_track(beats: tp.Sequence[float], duration: float, sample_rate: int = 3
 def irregular_shots(rng: np.random.Generator, duration: float, fps: int = 25, shortest: float = 1.2,
                     longest: float = 3.5) -> tp.List[float]:
     """Shot lengths (s, whole frames at `fps`) drawn uniformly in [shortest, longest], filling `duration`
-    (the last shot takes what is left, at least `shortest`)."""
+    (the last shot takes what is left: from `shortest` to `longest + shortest`)."""
     shots: tp.List[float] = []
     while duration - sum(shots) > longest + shortest:
         shots.append(round(rng.uniform(shortest, longest) * fps) / fps)
