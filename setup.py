@@ -34,6 +34,8 @@ INSTALL_REQUIRES = [
     "sentencepiece",
     "spacy",
     "librosa",
+    "scenedetect-headless",  # media/cuts.py
+    "pedalboard",  # media/beat_sync.py (Rubber Band)
     "torchmetrics",
     "soundfile",
     "tqdm",

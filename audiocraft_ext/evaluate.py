@@ -6,9 +6,13 @@
     python -m audiocraft_ext.evaluate --model_path ./model --manifest egs/synth/test --retrieval
     # rank correlations on the synthetic corpus (brightness -> pitch, speed -> onsets)
     python -m audiocraft_ext.evaluate --model_path ./model --synthetic egs/synth/test
+    # rhythm: do the music's beats fall on its video's scene cuts? (videos named by infer.sh's sidecars, or
+    # --videos DIR, paired by file stem)
+    python -m audiocraft_ext.evaluate --generated result/ --rhythm
 
 FAD (VGGish), KL (PaSST) and CLAP are AudioCraft's metrics; they need weights this project does not ship: a
-clear error names what is missing. Retrieval and the synthetic correlations need only the model. Results are
+clear error names what is missing. Retrieval and the synthetic correlations need only the model; the rhythm
+figures need no model (PySceneDetect's cuts, librosa's beats and onsets: see `media/rhythm.py`). Results are
 printed as a table and written as JSON (`--out`).
 """
 
@@ -26,11 +30,17 @@ import torch
 from tqdm import tqdm
 
 from .data.video_dataset import load_video_audio_meta
-from .media.extensions import AUDIO_EXTENSIONS, find_media
+from .media.cuts import detect_cuts
+from .media.extensions import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, find_media
+from .media.rhythm import CutAlignment, align, track_rhythm
+from .media.video import VideoReadError
 from .models.cli import add_codebooks_argument, add_model_arguments, load_model_from_args, setup_logging
 from .models.scoring import TOKEN_CACHE_FOLDER, TrackTokenCache, score_tracks
 from .models.vidmuse import VidMuse
 from .synth.evaluate import evaluate as evaluate_synthetic
+
+logger = logging.getLogger("audiocraft_ext.evaluate")
+SAMPLE_RATE = 32000  # the rate the metrics read audio at
 
 
 class MissingMetricWeights(RuntimeError):
@@ -70,7 +80,50 @@ def paired_audio(generated: Path, reference: Path) -> tp.List[tp.Tuple[Path, Pat
     return pairs
 
 
-def _load(path: Path, sample_rate: int = 32000) -> torch.Tensor:
+def music_videos(generated: Path, videos: tp.Optional[Path]) -> tp.List[tp.Tuple[Path, Path]]:
+    """Each generated track with its video: the video of the same stem in `videos`, or else the `input` its
+    sidecar (`<stem>.json`, written by infer.sh) names. Tracks without a video are skipped with a warning."""
+    by_stem = {p.stem: p for p in find_media(videos, VIDEO_EXTENSIONS)} if videos is not None else {}
+    pairs = []
+    for track in find_media(generated, AUDIO_EXTENSIONS):
+        sidecar = track.with_suffix(".json")
+        video = by_stem.get(track.stem)
+        if video is None and videos is None and sidecar.is_file():
+            named = json.loads(sidecar.read_text()).get("input")
+            video = Path(named) if named and Path(named).is_file() else None
+        if video is None:
+            logger.warning("%s: no video found for it (in --videos, or named by its sidecar)", track)
+            continue
+        pairs.append((track, video))
+    if not pairs:
+        raise ValueError(f"no music in {generated} with a video to go with it (pass --videos, or keep infer.sh's "
+                         "sidecars)")
+    return pairs
+
+
+def rhythm_metrics(pairs: tp.Sequence[tp.Tuple[Path, Path]], progress: bool = False) -> tp.Dict[str, tp.Any]:
+    """How the music's beats line up with its video's scene cuts, all cuts pooled: beat and onset hit rates
+    at 50/70/100 ms, beat IoU, counts; `per_video`: each track's beat hit rate at 70 ms."""
+    total, per_video, failed = CutAlignment(), {}, 0
+    for track, video in tqdm(pairs, desc="rhythm", disable=not progress):
+        try:
+            wav = _load(track)
+            cuts = detect_cuts(video, wav.shape[-1] / SAMPLE_RATE)
+        except VideoReadError as err:
+            logger.warning("%s", err)
+            failed += 1
+            continue
+        except (RuntimeError, OSError) as err:  # an unreadable audio file (soundfile / PyAV)
+            logger.warning("%s: cannot read the audio (%s)", track, err)
+            failed += 1
+            continue
+        alignment = align(cuts, track_rhythm(wav, SAMPLE_RATE))
+        per_video[track.stem] = alignment.hit_rate(0.07)
+        total = total + alignment
+    return {**total.summary(), "tracks": len(per_video), "failed": failed, "per_video": per_video}
+
+
+def _load(path: Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     wav, sr = audio_read(path)
     return convert_audio(wav, sr, sample_rate, 1)
 
@@ -157,12 +210,20 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--window", type=float, default=10.0, help="seconds scored per pair (retrieval)")
     add_codebooks_argument(parser)
     parser.add_argument("--synthetic", type=Path, help="synthetic corpus folder: attribute correlations")
+    parser.add_argument("--rhythm", action="store_true", help="beats and onsets of --generated against the scene "
+                        "cuts of their videos: cut hit rates at 50/70/100 ms, beat IoU")
+    parser.add_argument("--videos", type=Path, default=None, help="videos of --generated for --rhythm, paired by "
+                        "stem (default: the input named in each track's infer.sh sidecar)")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON results")
     args = parser.parse_args(argv)
     setup_logging(logging.WARNING)
     results: dict = {}
     try:
-        if args.generated or args.reference:
+        if args.rhythm:
+            if not args.generated:
+                parser.error("--rhythm needs --generated")
+            results["rhythm"] = rhythm_metrics(music_videos(args.generated, args.videos), progress=True)
+        if args.reference or (args.generated and not args.rhythm):
             if not (args.generated and args.reference):
                 parser.error("--generated and --reference go together")
             pairs = paired_audio(args.generated, args.reference)

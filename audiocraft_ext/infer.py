@@ -22,6 +22,7 @@ import typing as tp
 
 import torch
 
+from .media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE
 from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
 from .media.mux import ORIGINAL_AUDIO_MODES
 from .media.video import RESIZE_MODES
@@ -56,6 +57,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="how frames become 224x224: squash (as the official weights were trained) or crop")
     parser.add_argument("--description", default=None,
                         help="text steering the music with the picture (models with a text conditioner)")
+    parser.add_argument("--sync_cuts", action="store_true",
+                        help="move the music's beats onto the video's scene cuts (small local time-stretches; "
+                        "same length; recorded in the sidecar)")
+    parser.add_argument("--max_tempo_change", type=float, default=DEFAULT_MAX_TEMPO_CHANGE,
+                        help="largest local tempo change --sync_cuts may make (0.15: within ±15%%)")
     parser.add_argument("--extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS),
                         help="video file extensions to process")
     parser.add_argument("--overwrite", action="store_true", help="regenerate inputs whose outputs exist")
@@ -75,7 +81,8 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
                                   cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
                                   image_duration=args.image_duration, original_audio=args.original_audio,
                                   original_volume=args.original_volume, resize_mode=args.resize_mode,
-                                  description=args.description)
+                                  description=args.description, sync_cuts=args.sync_cuts,
+                                  max_tempo_change=args.max_tempo_change)
     if args.batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     check_shard(args.num_shards, args.shard_index)

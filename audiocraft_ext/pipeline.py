@@ -3,7 +3,8 @@
 For each input (a video, or an image seen as a still video) it writes into the output folder:
 - `<stem>.wav`: the music, 32 kHz, loudness-normalised as the release, exactly as long as the video;
 - `<stem>.mp4`: the input's video stream (copied when mp4 allows it) with the music as 48 kHz AAC;
-- `<stem>.json`: a sidecar with the model, its checksum, the parameters and the seed.
+- `<stem>.json`: a sidecar with the model, its checksum, the parameters and the seed (and, with `sync_cuts`,
+  what moving the beats onto the video's cuts did).
 Inputs sharing a stem keep their extension in the output name (`a.mov.mp4`). Every file is written atomically
 and the sidecar last, so an input whose three outputs exist is complete and is skipped on a rerun.
 """
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .media.audio import normalize_music, write_wav
+from .media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE, check_max_tempo_change
 from .media.extensions import is_image
 from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
 from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
@@ -43,6 +45,8 @@ class GenerationSettings:
         original_volume: gain of the original audio when mixed.
         resize_mode: `squash` (as the official weights were trained) or `center_crop`.
         description: a text steering the music with the picture (models with a text conditioner only).
+        sync_cuts: move the music's beats onto the video's scene cuts (`VidMuse.beats_to_cuts`).
+        max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
     """
     top_k: int = 250
     top_p: float = 0.0
@@ -55,6 +59,8 @@ class GenerationSettings:
     original_volume: float = 0.5
     resize_mode: str = "squash"
     description: tp.Optional[str] = None
+    sync_cuts: bool = False
+    max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE
 
     def __post_init__(self):
         if self.temperature < 0 or self.top_k < 0 or not 0 <= self.top_p <= 1:
@@ -65,6 +71,7 @@ class GenerationSettings:
             raise ValueError("max_duration must be positive")
         if self.image_duration <= 0:
             raise ValueError("image_duration must be positive")
+        check_max_tempo_change(self.max_tempo_change)
 
 
 @dataclass
@@ -137,8 +144,13 @@ def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> P
 
 
 def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, paths: OutputPaths,
-                  settings: GenerationSettings, seed: int, model_checksum: tp.Optional[str]) -> None:
-    """Write the wav, the mp4 and (last) the sidecar of one input, each atomically."""
+                  settings: GenerationSettings, seed: int, model_checksum: tp.Optional[str]) -> tp.Dict[str, tp.Any]:
+    """Write the wav, the mp4 and (last) the sidecar of one input, each atomically; with `settings.sync_cuts`,
+    the music's beats are first moved onto the video's cuts. Returns the sidecar's content."""
+    cut_sync = None
+    if settings.sync_cuts:
+        music, report = model.beats_to_cuts(music, item.frames, settings.max_tempo_change)
+        cut_sync = report.to_dict()
     music = normalize_music(music, model.sample_rate)
     write_wav(paths.wav, music, model.sample_rate)
     if item.image is not None:
@@ -152,10 +164,12 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
         "model": model.name, "model_sha256": model_checksum, "seed": seed,
         "weights": {"format": model.lm.weight_format, "device": str(model.device)},  # int8 changes the codes
         "parameters": {k: v for k, v in asdict(settings).items() if k != "seed"},
+        "cut_sync": cut_sync,
         "audiocraft_ext": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     with atomic_output(paths.sidecar) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2))
+    return sidecar
 
 
 def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: GenerationSettings,

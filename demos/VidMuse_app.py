@@ -22,6 +22,7 @@ import typing as tp
 
 import gradio as gr
 
+from audiocraft_ext.media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE
 from audiocraft_ext.media.extensions import is_image
 from audiocraft_ext.media.video import VideoReadError, probe_video
 from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
@@ -42,6 +43,17 @@ class GenerationInterrupted(Exception):
 def session_of(request: tp.Optional[gr.Request]) -> tp.Optional[str]:
     """The browser session of a request (None for a direct call, as in tests)."""
     return request.session_hash if request is not None else None
+
+
+def cut_sync_status(report: tp.Dict[str, tp.Any]) -> str:
+    """One sentence on what moving the beats onto the cuts did (from the sidecar's `cut_sync`)."""
+    cuts = len(report["cuts"])
+    if report["status"] == "synced":
+        return (f"Beats on {report['hits_after']} of {cuts} cuts (were {report['hits_before']}), tempo changed by "
+                f"at most {100 * report['largest_tempo_change']:.0f} %.")
+    reason = {"no_cuts": "the video has no cut", "no_beats": "the music has no clear beat"}.get(
+        report["status"], "no beat is close enough to a cut")
+    return f"Music left as generated: {reason}."
 
 
 class MusicDemo:
@@ -81,7 +93,7 @@ class MusicDemo:
 
     def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
                  top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
-                 description: str = "", progress: gr.Progress = gr.Progress(),
+                 description: str = "", sync_cuts: bool = False, progress: gr.Progress = gr.Progress(),
                  request: tp.Optional[gr.Request] = None) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
         status line. Bad input raises `gr.Error` with the reason, shown in the page; so does an Interrupt from
@@ -103,22 +115,23 @@ class MusicDemo:
         settings = GenerationSettings(top_k=int(top_k), top_p=float(top_p), temperature=float(temperature),
                                       cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
                                       max_duration=cap, image_duration=min(float(image_duration), cap),
-                                      description=(description or "").strip() or None)
+                                      description=(description or "").strip() or None, sync_cuts=bool(sync_cuts))
         seed_used = settings.seed if settings.seed is not None else draw_seed()
         settings = replace(settings, seed=seed_used)
         session, stop = session_of(request), threading.Event()
         self.stops[session] = stop  # before the lock: an Interrupt while waiting for it counts too
         try:
             with self.lock:
-                paths, item = self._generate(path, settings, stop, progress)
+                paths, item, sidecar = self._generate(path, settings, stop, progress)
         finally:
             if self.stops.get(session) is stop:
                 del self.stops[session]
-        status = " ".join(notices + [f"{item.duration:.1f} s of music, seed {seed_used}."])
+        status = " ".join(notices + [f"{item.duration:.1f} s of music, seed {seed_used}."]
+                          + ([cut_sync_status(sidecar["cut_sync"])] if sidecar["cut_sync"] else []))
         return str(paths.mp4), str(paths.wav), [str(paths.mp4), str(paths.wav), str(paths.sidecar)], status
 
     def _generate(self, path: Path, settings: GenerationSettings, stop: threading.Event, progress: gr.Progress
-                  ) -> tp.Tuple[OutputPaths, PreparedInput]:
+                  ) -> tp.Tuple[OutputPaths, PreparedInput, tp.Dict[str, tp.Any]]:
         """Generate and write the outputs of one request (under the lock); `stop` ends it at a decoding step."""
         self._clean_old_outputs()
         try:
@@ -143,8 +156,8 @@ class MusicDemo:
         finally:
             self.model.set_custom_progress_callback(None)
         paths = output_paths([path], Path(tempfile.mkdtemp(dir=self.workdir)))[path]
-        write_outputs(self.model, item, music, paths, settings, settings.seed, self.model_checksum)
-        return paths, item
+        sidecar = write_outputs(self.model, item, music, paths, settings, settings.seed, self.model_checksum)
+        return paths, item, sidecar
 
 
 def build_ui(demo: MusicDemo) -> gr.Blocks:
@@ -163,6 +176,8 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                     image_duration = gr.Slider(2, 30, value=10, step=1, label="Music length for an image (s)")
                 description = gr.Textbox(label="Description (optional): the music you want",
                                          visible=demo.model.lm.has_text_conditioner)
+                sync_cuts = gr.Checkbox(False, label=f"Beats on the video's cuts (local tempo changes of at most "
+                                        f"{100 * DEFAULT_MAX_TEMPO_CHANGE:.0f} %)")
                 with gr.Accordion("Parameters", open=False):
                     top_k = gr.Number(250, label="Top-k", precision=0, minimum=0)
                     top_p = gr.Number(0.0, label="Top-p", minimum=0, maximum=1)
@@ -180,7 +195,7 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 files = gr.File(label="Downloads", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
         generation = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef,
-                                                  seed, max_duration, description],
+                                                  seed, max_duration, description, sync_cuts],
                                   [result_video, result_audio, files, status], api_name="generate",
                                   concurrency_limit=1)
         # Gradio's cancellation takes this session's waiting requests out of the queue; a running one (a sync

@@ -1,5 +1,6 @@
 """The Gradio demo: its functions, its API through gradio_client, and a real browser (Chromium + Playwright)."""
 
+import json
 from pathlib import Path
 import shutil
 import socket
@@ -15,8 +16,9 @@ import soundfile
 from audiocraft_ext.media.audio import read_audio_track
 from audiocraft_ext.media.video import probe_video
 from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.synth.rhythm import write_cut_video
 from audiocraft_ext.synth.scenes import Scene, Shape, write_image
-from demos.VidMuse_app import MusicDemo, build_ui
+from demos.VidMuse_app import MusicDemo, build_ui, cut_sync_status
 
 from media import write_video
 
@@ -60,6 +62,21 @@ def test_bad_uploads_get_a_clear_message(demo, tmp_path):
         demo.generate(str(junk), None, **PARAMS)
     with pytest.raises(gr.Error, match="Upload a video"):
         demo.generate(None, None, **PARAMS)
+
+
+def test_beats_on_cuts_checkbox_syncs_and_says_what_it_did(demo, tmp_path):
+    video = tmp_path / "cuts.mp4"
+    cuts = write_cut_video(video, [1.2, 1.6, 1.2], seed=2)
+    _, audio, files, status = demo.generate(str(video), None, sync_cuts=True, **PARAMS)
+    sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert sidecar["parameters"]["sync_cuts"] is True
+    assert cuts == pytest.approx([1.2, 2.8]) and sidecar["cut_sync"]["cuts"] == pytest.approx(cuts, abs=1e-6)
+    assert soundfile.info(audio).frames == round(4.0 * 32000)
+    assert cut_sync_status(sidecar["cut_sync"]) in status
+    assert cut_sync_status({"status": "no_cuts", "cuts": []}) == "Music left as generated: the video has no cut."
+    assert cut_sync_status({"status": "synced", "cuts": [1.0, 2.0], "hits_before": 0, "hits_after": 2,
+                            "largest_tempo_change": 0.08}) == ("Beats on 2 of 2 cuts (were 0), tempo changed by "
+                                                               "at most 8 %.")
 
 
 def test_long_video_is_capped_with_a_notice(demo, tmp_path):
@@ -110,7 +127,7 @@ def test_gradio_client_end_to_end(server, clip):
     from gradio_client import Client, handle_file
     client = Client(server, verbose=False)
     video, audio, files, status = client.predict(
-        handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, 0, 8, "", api_name="/generate")
+        handle_file(str(clip)), None, 3, 250, 0.0, 1.0, 3.0, 0, 8, "", False, api_name="/generate")
     path = video["video"] if isinstance(video, dict) else video
     assert abs(probe_video(path).duration - 2.0) < 1e-3
     assert soundfile.info(audio).frames == 2 * 32000

@@ -19,6 +19,9 @@ from omegaconf import OmegaConf
 import torch
 from tqdm import tqdm
 
+from ..media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE, CutSyncReport, check_max_tempo_change, sync_to_cuts
+from ..media.cuts import detect_cuts
+from ..media.extensions import is_image
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                            still_video_frames)
 from .lm import VideoBatch, VidMuseLM
@@ -190,7 +193,8 @@ class VidMuse(BaseGenModel):
     @torch.no_grad()
     def generate(self, videos: tp.Sequence[VideoInput], seed: Seed = None,  # type: ignore[override]
                  progress: bool = False, return_tokens: bool = False,
-                 descriptions: tp.Optional[tp.Sequence[tp.Optional[str]]] = None
+                 descriptions: tp.Optional[tp.Sequence[tp.Optional[str]]] = None, sync_cuts: bool = False,
+                 max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE
                  ) -> tp.Union[tp.List[torch.Tensor], tp.Tuple[tp.List[torch.Tensor], tp.List[torch.Tensor]]]:
         """Generate music for a batch of videos.
 
@@ -201,9 +205,13 @@ class VidMuse(BaseGenModel):
             progress: show a progress bar over decoding steps.
             return_tokens: also return the codes.
             descriptions: a text per video steering the music with the picture (models with a text conditioner).
+            sync_cuts: move the music's beats onto the video's scene cuts (`beats_to_cuts`); same length.
+            max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
         Returns:
             One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`).
         """
+        if sync_cuts:
+            check_max_tempo_change(max_tempo_change)
         items = [self._check_frames(v) if isinstance(v, VideoFrames) else self.load_video(v) for v in videos]
         texts = list(descriptions) if descriptions is not None else [None] * len(items)
         if len(texts) != len(items):
@@ -254,7 +262,21 @@ class VidMuse(BaseGenModel):
             bar.close()
         tokens = [torch.cat(c, dim=-1) for c in chunks]
         audio = [self._decode(t, item.duration) for t, item in zip(tokens, items)]
+        if sync_cuts:
+            audio = [self.beats_to_cuts(wav, item, max_tempo_change)[0] for wav, item in zip(audio, items)]
         return (audio, tokens) if return_tokens else audio
+
+    def beats_to_cuts(self, music: torch.Tensor, video: VideoFrames,
+                  max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE) -> tp.Tuple[torch.Tensor, CutSyncReport]:
+        """Move the beats of `music` `[C, N]` (this model's sample rate) onto the scene cuts of `video` (its file,
+        over the music's span from the start) by local time-stretches within `1 ± max_tempo_change`.
+
+        Returns the music (same shape) and the report; a still image or a video without cuts or without a file has
+        no cuts, and its music comes back unchanged.
+        """
+        has_cuts = video.path is not None and not is_image(video.path)
+        cuts = detect_cuts(video.path, video.duration) if has_cuts else []  # type: ignore[arg-type]
+        return sync_to_cuts(music, self.sample_rate, cuts, max_tempo_change)
 
     def _window_batch(self, items: tp.Sequence[VideoFrames], windows: tp.Sequence[Window]) -> VideoBatch:
         """Local frames of each item's window (padded to the longest) and the global frames: a `VideoBatch`."""
