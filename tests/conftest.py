@@ -3,8 +3,10 @@ and their manifest, and `train.sh` in a subprocess."""
 
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
+import time
 import typing as tp
 
 import audiocraft_ext  # noqa: F401  (first: it quiets xFormers' CPU notice before AudioCraft imports xFormers)
@@ -104,3 +106,21 @@ def train_sh(args: tp.Sequence[str], dora_dir: Path, log: Path, **env_vars: str)
     env = dict(os.environ, AUDIOCRAFT_DORA_DIR=str(dora_dir), PYTHON=sys.executable, **env_vars)
     return subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
                             env=env, cwd=ROOT, start_new_session=True)
+
+
+def interrupt_at_first_checkpoint(process: subprocess.Popen, dora_dir: Path, log: Path,
+                                  timeout: float = 240) -> Path:
+    """Wait until the `train_sh` run `process` has written its first checkpoint, kill it (its whole session) and
+    return the checkpoint's path; fails with the end of `log` when none comes within `timeout` seconds."""
+    deadline = time.time() + timeout
+    checkpoint = None
+    while time.time() < deadline and process.poll() is None:
+        found = list(dora_dir.glob("xps/*/checkpoint.th"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.2)
+    assert checkpoint is not None, log.read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return checkpoint

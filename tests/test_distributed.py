@@ -5,16 +5,14 @@ import json
 import os
 from pathlib import Path
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from audiocraft_ext.utils.shards import check_shard, shard
 
-from conftest import train_sh
+from conftest import interrupt_at_first_checkpoint, train_sh
 from media import write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +48,7 @@ def test_two_cpu_processes_train_share_the_cache_and_resume(manifest, tmp_path):
             "evaluate.every=0", f"video.feature_cache={cache}"]
     log = tmp_path / "first.log"
     process = train_sh(args, dora, log, NPROC_PER_NODE="2")
-    deadline = time.time() + 240
-    checkpoint = None
-    while time.time() < deadline and process.poll() is None:  # interrupt the run once it has a checkpoint
-        found = list(dora.glob("xps/*/checkpoint.th"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.2)
-    assert checkpoint is not None, log.read_text()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    checkpoint = interrupt_at_first_checkpoint(process, dora, log)
     xp = checkpoint.parent
     assert 1 <= len(json.loads((xp / "history.json").read_text())) < 3, "interrupted before its last epoch"
     first = _solver_logs(xp)

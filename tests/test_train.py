@@ -4,7 +4,6 @@ import json
 import os
 from pathlib import Path
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_los
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 from audiocraft_ext.utils.checksum import module_fingerprint
 
-from conftest import build_tiny_lm, train_sh
+from conftest import build_tiny_lm, interrupt_at_first_checkpoint, train_sh
 from media import read_index, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,17 +190,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
             "evaluate.every=4"]
     log = tmp_path / "first.log"
     process = train_sh(args, dora, log)
-    deadline = time.time() + 240
-    checkpoint = None
-    while time.time() < deadline and process.poll() is None:  # interrupt the run once it has a checkpoint
-        found = list(dora.glob("xps/*/checkpoint.th"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.2)
-    assert checkpoint is not None, log.read_text()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    checkpoint = interrupt_at_first_checkpoint(process, dora, log)
     history = json.loads((checkpoint.parent / "history.json").read_text())
     assert 1 <= len(history) < 4, "the run should be interrupted before its last epoch"
 
