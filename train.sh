@@ -11,6 +11,13 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x "$HERE/.venv/bin/python" ]; then PYTHON="$HERE/.venv/bin/python"; else PYTHON=python3; fi
 fi
 export AUDIOCRAFT_CONFIG="${AUDIOCRAFT_CONFIG:-$HERE/config/teams/default.yaml}"
+# The example data set's manifest (egs/ is per machine, not in git) is built on first use.
+for arg in "$@"; do
+  if [ "$arg" = "dset=example" ] && [ ! -e "$HERE/egs/example/data.jsonl" ]; then
+    "$PYTHON" -m audiocraft_ext.data.build_manifest --videos "$HERE/dataset/example/train" --name example \
+      --egs_dir "$HERE/egs" --dset_dir ""
+  fi
+done
 NPROC_PER_NODE="${NPROC_PER_NODE:-1}"
 NNODES="${NNODES:-1}"
 if [ "$NPROC_PER_NODE" -le 1 ] && [ "$NNODES" -le 1 ]; then
