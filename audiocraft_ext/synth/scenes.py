@@ -70,9 +70,11 @@ class Scene:
     light: tp.Tuple[float, float] = (0.5, 0.3)
 
 
-def _background(scene: Scene, u: np.ndarray, v: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _background(scene: Scene, u: np.ndarray, v: np.ndarray, x: np.ndarray, y: np.ndarray, zoom: float
+                ) -> np.ndarray:
     """Float RGB `[H, W, 3]` (0-255 scale) of the background at world coordinates `u, v`; `x` (frame units) and
-    `y` (rows in [0, 1]) are screen coordinates, for what the camera does not move: gradients, the sun."""
+    `y` (rows in [0, 1]) are screen coordinates, for what the camera does not move: gradients, the sun; `zoom`
+    scales the landscape's ridges about the horizon's middle row."""
     top, bottom = np.array(scene.top, dtype=np.float64), np.array(scene.bottom, dtype=np.float64)
     rng = np.random.default_rng(scene.pattern_seed)
     if scene.background == "flat":
@@ -97,7 +99,7 @@ def _background(scene: Scene, u: np.ndarray, v: np.ndarray, x: np.ndarray, y: np
                                                for f in (0.7, 1.9, 4.3))
             haze = 0.5 * (2 - depth) / 2  # far ridges fade into the sky
             color = (1 - haze) * bottom * (0.6 + 0.2 * depth) + haze * top
-            image = np.where((y > ridge)[..., None], color, image)
+            image = np.where((0.5 + (y - 0.5) / zoom > ridge)[..., None], color, image)
         return image
     if scene.background == "bokeh":
         image = np.broadcast_to(bottom * 0.3, (*u.shape, 3)).copy()
@@ -158,7 +160,7 @@ def render(scene: Scene, t: float, width: int, height: int) -> np.ndarray:
     zoom = math.exp(scene.zoom * t)
     u = (xs - width / 2) / scale / zoom - scene.pan[0] * t    # world coordinates: the camera moves, not the world
     v = (ys - height / 2) / scale / zoom - scene.pan[1] * t
-    image = _background(scene, u, v, x, y)
+    image = _background(scene, u, v, x, y, zoom)
     if scene.stripes:
         speed = math.hypot(*scene.pan)
         angle = math.atan2(scene.pan[1], scene.pan[0]) if speed else scene.stripe_angle
