@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 ARGS ?=
 
-.PHONY: install browser test infer demo bench clean-venv
+.PHONY: install browser corpus-deps test infer demo bench clean-venv
 
 $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 	  else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
 
-test: install browser
+# Debian's FluidSynth and General MIDI soundfont, to render the synthetic corpus's music (audiocraft_ext/synth/music.py;
+# corpus building and its tests only: inference never needs them).
+corpus-deps:
+	@{ command -v fluidsynth >/dev/null 2>&1 && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends fluidsynth fluid-soundfont-gm; \
+	  else sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends fluidsynth fluid-soundfont-gm; fi; }
+
+test: install browser corpus-deps
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS) tests
 
 infer: install

@@ -46,7 +46,8 @@ EXTRAS_REQUIRE = {
     "demo": DEMO_REQUIRES,
     "train": TRAIN_REQUIRES,
     "vocals": ["demucs"],  # build_manifest --remove_vocals
-    "test": ["pytest>=8", "playwright", "gradio_client", *DEMO_REQUIRES, *TRAIN_REQUIRES],
+    "corpus": ["pyfluidsynth"],  # synth/corpus.py's music (with Debian's fluidsynth: make corpus-deps)
+    "test": ["pytest>=8", "playwright", "gradio_client", "pyfluidsynth", *DEMO_REQUIRES, *TRAIN_REQUIRES],
 }
 
 setup(

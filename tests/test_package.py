@@ -154,7 +154,8 @@ def test_setup_declares_what_the_code_imports():
     names = lambda requirements: {canonical_name(r) for r in requirements}  # noqa: E731
     runtime, extras = names(arguments["install_requires"]), arguments["extras_require"]
     assert "audiocraft" not in runtime  # its pins cannot resolve on Python 3.11: installed with --no-deps
-    assert third_party_distributions(ROOT / "audiocraft_ext") <= runtime | names(extras["vocals"])  # demucs: optional
+    assert third_party_distributions(ROOT / "audiocraft_ext") <= (runtime | names(extras["vocals"])  # demucs: optional
+                                                               | names(extras["corpus"]))  # FluidSynth: corpus only
     assert third_party_distributions(ROOT / "demos") <= runtime | names(extras["demo"])
     assert third_party_distributions(ROOT / "tests") <= runtime | names(extras["test"])
     pinned = names(line for line in (ROOT / "requirements.txt").read_text().splitlines()
