@@ -18,7 +18,7 @@ from audiocraft_ext.utils.pages import release_pages
 
 from conftest import build_tiny_lm, parity_fixture_dir
 
-needs_int8 = pytest.mark.skipif(not int8_supported("cpu"), reason="no oneDNN int8 kernels in this PyTorch build")
+needs_int8 = pytest.mark.skipif(not int8_supported("cpu"), reason="no FBGEMM int8 kernels in this PyTorch build")
 
 
 def random_video(batch: int, frames: int, global_frames: int = 4, seed: int = 0) -> VideoBatch:

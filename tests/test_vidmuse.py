@@ -137,7 +137,7 @@ def test_bfloat16_weights(tiny_checkpoint):
     assert audio[0].shape == (1, 16000) and torch.isfinite(audio[0]).all()
 
 
-@pytest.mark.skipif(not int8_supported("cpu"), reason="no oneDNN int8 kernels in this PyTorch build")
+@pytest.mark.skipif(not int8_supported("cpu"), reason="no FBGEMM int8 kernels in this PyTorch build")
 def test_int8_weights_over_several_windows(tiny_checkpoint):
     loaded = VidMuse.get_pretrained(tiny_checkpoint, dtype="int8")  # int8 runs on the CPU by default
     assert loaded.device.type == "cpu" and loaded.lm.is_int8

@@ -31,7 +31,7 @@ import torch
 
 from ..modules.int8 import int8_supported
 from ..utils.checkpoint import best_model_state
-from ..utils.pages import release_pages
+from ..utils.pages import release_pages, trim_heap
 from .builders import get_vidmuse_lm, get_visual_config, infer_visual_config
 from .lm import VidMuseLM
 
@@ -135,7 +135,7 @@ def resolve_dtype(dtype: tp.Optional[LMDtype], device: torch.device) -> LMDtype:
         return torch.float16 if device.type == "cuda" else torch.float32  # the release's choice on GPU
     if dtype == INT8:
         if not int8_supported(device):
-            raise UnsupportedDtype(f"int8 weights run on CPU only (PyTorch's oneDNN int8 kernels), not on "
+            raise UnsupportedDtype(f"int8 weights run on CPU only (PyTorch's FBGEMM int8 kernels), not on "
                                    f"{device.type}: use float16 or bfloat16 there")
         return INT8
     if isinstance(dtype, str):
@@ -160,6 +160,12 @@ def convert_parameters_(modules: tp.Iterable[torch.nn.Module], dtype: torch.dtyp
                 store[name] = torch.nn.Parameter(converted, requires_grad=False) \
                     if isinstance(tensor, torch.nn.Parameter) else converted
                 release_pages(tensor)
+
+
+def _release_quantized(tensor: torch.Tensor):
+    """After a weight is quantized: its memory-mapped pages, and the heap holes its temporaries left, go back."""
+    release_pages(tensor)
+    trim_heap()
 
 
 def load_lm_model(name_or_path: tp.Union[str, Path], device: tp.Union[str, torch.device] = "cpu",
@@ -203,7 +209,7 @@ def load_lm_model(name_or_path: tp.Union[str, Path], device: tp.Union[str, torch
     assert not still_meta, f"buffers not restored after loading: {still_meta}"
     lm.eval().requires_grad_(False)
     if dtype == INT8:
-        lm.quantize_(release=release_pages)
+        lm.quantize_(release=_release_quantized)
     layers_dtype = torch.float32 if dtype == INT8 else dtype
     assert isinstance(layers_dtype, torch.dtype)
     visual_modules = set(lm.video_encoder.modules())

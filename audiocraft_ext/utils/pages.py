@@ -5,6 +5,10 @@ read stays in the process's resident set. Converting the 7.9 GB float32 release 
 of it: without help, the float32 pages and the converted copy are resident together. `release_pages` asks the
 kernel to reclaim a tensor's pages (`MADV_PAGEOUT`): file-backed pages are dropped and read again from the
 file if ever touched, so the tensor's values stay valid; anonymous memory (nowhere to page it out) stays.
+
+`trim_heap` gives back the free pages of the C heap (glibc's `malloc_trim`). Converting layer by layer frees a
+temporary next to each long-lived converted weight; glibc keeps such holes resident, which at the medium shape
+added 1.26 GB to the peak of an int8 load (4.28 GB against 3.02 with trimming).
 """
 
 import ctypes
@@ -35,6 +39,21 @@ def _madvise():
 _MADVISE = _madvise()
 
 
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
 def release_pages(tensor: torch.Tensor) -> bool:
     """Ask the kernel to reclaim the whole pages of `tensor`'s CPU data; returns whether it was asked."""
     if _MADVISE is None or tensor.device.type != "cpu" or tensor.numel() == 0:
@@ -48,4 +67,12 @@ def release_pages(tensor: torch.Tensor) -> bool:
     if _MADVISE(start, end - start, MADV_PAGEOUT) != 0:
         logger.debug("madvise(MADV_PAGEOUT) failed: errno %d", ctypes.get_errno())
         return False
+    return True
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc only); returns whether it was asked."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
     return True
