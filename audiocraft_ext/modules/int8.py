@@ -71,7 +71,7 @@ class Int8Linear(nn.Module):
         self.out_features = out_features
         self.activation = activation
         self.packed_params = packed  # FBGEMM's packed weight, scales and float bias (not a tensor: no buffer)
-        self.reduce_range = not torch.cpu._is_vnni_supported()
+        self.reduce_range = not _cpu_has_vnni()
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
@@ -106,6 +106,12 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.ops.quantized.linear_dynamic(x.float(), self.packed_params, self.reduce_range)
         return F.gelu(out) if self.activation == "gelu" else out
+
+
+def _cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI instructions (PyTorch's own probe; False when this PyTorch has none: the safe side)."""
+    probe = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(probe()) if probe is not None else False
 
 
 @contextmanager
