@@ -2,6 +2,7 @@
 bfloat16 weights, reduced video-memory K/V, page release, CLIP on distinct frames."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from audiocraft_ext.modules.cross_attention import MemoryRows
 from audiocraft_ext.modules.int8 import Int8Linear, int8_supported
 from audiocraft_ext.modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from audiocraft_ext.synth.scenes import Scene, write_image
-from audiocraft_ext.utils.pages import release_pages
+from audiocraft_ext.utils.pages import release_pages, trim_heap
 
 from conftest import build_tiny_lm, parity_fixture_dir
 
@@ -179,6 +180,24 @@ def test_release_pages_keeps_memory_mapped_values(tmp_path):
     total = float(tensor.sum())
     release_pages(tensor)
     assert float(tensor.sum()) == total
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
+def test_trim_heap_gives_back_holes_between_live_blocks():
+    freed, held = [], []
+    for _ in range(2000):  # 64 KB blocks (on the heap, under glibc's mmap threshold) between small ones that stay
+        freed.append(torch.ones(16 * 1024))
+        held.append(torch.ones(16))
+    del freed  # the holes stay resident: blocks that stay sit between them
+    before = _resident_bytes()
+    if not trim_heap():
+        pytest.skip("not glibc")
+    assert before - _resident_bytes() > 64e6  # of the 128 MB freed
+    assert all(float(block.sum()) == 16 for block in held)
 
 
 @pytest.fixture(scope="module")
