@@ -18,7 +18,7 @@ from audiocraft_ext.synth.attributes import music_attributes, spearman
 from audiocraft_ext.synth.corpus import (HELD_OUT_LOOKS, LOOKS, PROGRESSION, TRAIN_LOOKS, ZOOM_PER_SPEED, ClipSpec,
                                          chord_variants, sample_spec, scenes_for, score_for, spec_from_row,
                                          synthesize, video_format, write_clip, write_corpus)
-from audiocraft_ext.synth.evaluate import evaluate, format_summary
+from audiocraft_ext.synth.evaluate import evaluate, format_summary, main as synth_evaluate_main
 from audiocraft_ext.synth.music import DRUM_CHANNEL, MusicRenderError, Note, find_soundfont, render_notes
 from audiocraft_ext.synth.scenes import LIGHTINGS, Scene, Shape, render
 
@@ -202,7 +202,8 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     model = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
     results = evaluate(model, tmp_path / "corpus", null_ablation=True)
     summary = results["summary"]
-    assert summary["clips"] == 3 and set(summary) >= {"reference", "generated", "null_video", "codec"}
+    assert summary["clips"] == 3 and set(summary) >= {"reference", "reconstruction", "generated", "null_video",
+                                                      "codec"}
     measured = [music_attributes(soundfile.read(meta.path, dtype="float32")[0], 32000) for meta in metas]
     assert summary["reference"]["brightness_pitch"] == spearman([s.brightness for s in specs],
                                                                 [m["pitch"] for m in measured])
@@ -213,3 +214,17 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     for row, spec in zip(results["clips"], specs):
         assert spec_from_row(row) == spec and len(row["chord_scores"]) == len(PROGRESSION)
     assert "brightness->pitch" in format_summary(summary) and "hue -> chord" in format_summary(summary)
+    # the codec alone (`--codec`) measures the same reconstructions as the full evaluation, and generates nothing
+    out = tmp_path / "codec.json"
+    assert synth_evaluate_main(["--codec", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),
+                                "--json", str(out)]) == 0
+    codec_only = json.loads(out.read_text())
+    assert codec_only["summary"]["reconstruction"] == summary["reconstruction"]
+    assert codec_only["summary"]["codec"] == pytest.approx(summary["codec"])
+    assert all("generated" not in row for row in codec_only["clips"])
+
+
+def test_codec_evaluation_names_a_missing_codec(tmp_path, capsys):
+    assert synth_evaluate_main(["--codec", str(tmp_path / "nowhere"), "--corpus", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: cannot load the codec from {tmp_path / 'nowhere'}: ") and "\n" not in error

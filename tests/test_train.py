@@ -250,6 +250,8 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     assert train_sh(["solver=compression/debug", *data], dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
+    history = json.loads((codec_checkpoint.parent / "history.json").read_text())
+    assert all(np.isfinite(epoch["train"]["mrstft"]) for epoch in history)  # the [1]-shaped loss is weighted
     log = tmp_path / "lm.log"
     lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",
                f"compression_model_checkpoint={codec_checkpoint}"]

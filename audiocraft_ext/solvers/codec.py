@@ -1,7 +1,9 @@
 """AudioCraft's compression (EnCodec) solver, for training the codec of a VidMuse model.
 
-Two changes: checkpoints load with `weights_only=True` (`SafeCheckpointMixin`), and the generate stage writes its
-reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program, absent on clean machines).
+Three changes: checkpoints load with `weights_only=True` (`SafeCheckpointMixin`), the generate stage writes its
+reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program, absent on clean machines), and
+every loss returns a scalar, so that the linear-frequency `mrstft` loss can be weighted (`losses.mrstft`; AudioCraft's
+`MRSTFTLoss` returns shape `[1]`, which its loss balancer cannot add to its total).
 """
 
 from pathlib import Path
@@ -9,13 +11,32 @@ from pathlib import Path
 from audiocraft.solvers.compression import CompressionSolver
 import flashy
 import torch
+from torch import nn
 
 from ..media.audio import write_wav
 from .checkpoints import SafeCheckpointMixin
 
 
+class ScalarLoss(nn.Module):
+    """`loss(estimate, reference)` as a 0-dimensional tensor."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return self.loss(estimate, reference).reshape(())
+
+
 class CodecSolver(SafeCheckpointMixin, CompressionSolver):
-    """`CompressionSolver` with safe checkpoints; generate writes `<xp>/samples/epoch_<N>/<i>_{reference,codec}.wav`."""
+    """`CompressionSolver` with safe checkpoints and scalar losses; generate writes
+    `<xp>/samples/epoch_<N>/<i>_{reference,codec}.wav`."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        for losses in (self.aux_losses, self.info_losses):
+            for name in list(losses):
+                losses[name] = ScalarLoss(losses[name])
 
     def generate(self):
         self.model.eval()

@@ -7,9 +7,12 @@ reference music (the rules' ceiling) and, with `--null_ablation`, for music gene
 where the correlations should vanish. For the hue -> chord rule it scores, with the recommendation score, each
 clip's own music against the same music with other chords in every scene (`chord_variants`: same register,
 tempo and cuts) and reports how often the own chords score highest (chance 1/5). It also reports the codec's
-reconstruction of the reference music (SI-SNR, mel distance).
+reconstruction of the reference music (SI-SNR, mel distance) and the same correlations measured on it: the
+ceiling of any LM over that codec (a codec that blurs the pitch caps brightness -> pitch however well the LM
+reads the picture). `--codec` measures a codec alone (a training checkpoint or an export), before an LM exists.
 
     python -m audiocraft_ext.synth.evaluate --model_path ./model --corpus egs/synth/test --null_ablation
+    python -m audiocraft_ext.synth.evaluate --codec output/vidmuse/xps/<codec sig>/checkpoint.th --corpus egs/synth/test
 """
 
 import argparse
@@ -22,11 +25,13 @@ import typing as tp
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 from audiocraft.losses import MelSpectrogramL1Loss, SISNR
+from audiocraft.models.encodec import CompressionModel
 import torch
 from tqdm import tqdm
 
 from ..media.video import VideoFrames
 from ..models.cli import add_model_arguments, load_model_from_args, setup_logging
+from ..models.loaders import ModelFilesMissing, load_compression_model
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
 from .attributes import music_attributes, spearman
@@ -47,19 +52,41 @@ def correlations(rows: tp.List[dict], key: str) -> tp.Dict[str, float]:
             "speed_onsets": spearman(speed, [r[key]["onset_rate"] for r in rows])}
 
 
+def read_references(rows: tp.List[dict], sample_rate: int, channels: int) -> tp.List[torch.Tensor]:
+    """The reference music of each row `[C, N]` at `sample_rate`; sets `row["reference"]` (its attributes)."""
+    references = []
+    for row in rows:
+        wav, sr = audio_read(row["path"])
+        row["reference"] = music_attributes(wav.mean(0).numpy(), sr)
+        references.append(convert_audio(wav, sr, sample_rate, channels))
+    return references
+
+
 @torch.no_grad()
-def codec_reconstruction(model: VidMuse, wavs: tp.List[torch.Tensor]) -> tp.Dict[str, float]:
-    """Mean SI-SNR (dB, higher is better) and mel L1 distance of codec(reference) against the reference."""
-    sisnr = SISNR(sample_rate=model.sample_rate)
-    mel = MelSpectrogramL1Loss(sample_rate=model.sample_rate)
+def codec_reconstruction(codec: CompressionModel, rows: tp.List[dict],
+                         references: tp.List[torch.Tensor]) -> tp.Dict[str, float]:
+    """Mean SI-SNR (dB, higher is better) and mel L1 distance of codec(reference) against the reference
+    (`references[i]`: `[C, N]` at the codec's rate); sets `rows[i]["reconstruction"]` (its music attributes)."""
+    sisnr = SISNR(sample_rate=codec.sample_rate)
+    mel = MelSpectrogramL1Loss(sample_rate=codec.sample_rate)
     scores, distances = [], []
-    for wav in wavs:
-        reference = wav[None].to(model.device)
-        codes, scale = model.compression_model.encode(reference)
-        decoded = model.compression_model.decode(codes, scale)[..., :reference.shape[-1]]
+    for row, wav in zip(rows, references):
+        reference = wav[None].to(next(codec.parameters()).device)
+        codes, scale = codec.encode(reference)
+        decoded = codec.decode(codes, scale)[..., :reference.shape[-1]]
         scores.append(-float(sisnr(decoded, reference)))  # the loss is -SI-SNR
         distances.append(float(mel(decoded, reference)))
+        row["reconstruction"] = music_attributes(decoded[0].mean(0).cpu().numpy(), codec.sample_rate)
     return {"si_snr_db": sum(scores) / len(scores), "mel_l1": sum(distances) / len(distances)}
+
+
+def evaluate_codec(codec: CompressionModel, corpus: Path, limit: tp.Optional[int] = None) -> dict:
+    """The codec alone: reconstruction figures and the rules' correlations on its reconstructions."""
+    rows = load_attributes(corpus)[:limit]
+    codec_figures = codec_reconstruction(codec, rows, read_references(rows, codec.sample_rate, codec.channels))
+    return {"summary": {"clips": len(rows), "reference": correlations(rows, "reference"),
+                        "reconstruction": correlations(rows, "reconstruction"), "codec": codec_figures},
+            "clips": rows}
 
 
 def chord_scores(model: VidMuse, frames: VideoFrames, row: dict) -> tp.List[float]:
@@ -72,11 +99,8 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
              limit: tp.Optional[int] = None, progress: bool = False) -> dict:
     """Generate for each clip and measure; returns per-clip rows and the summary correlations."""
     rows = load_attributes(corpus)[:limit]
-    references = []
+    references = read_references(rows, model.sample_rate, model.audio_channels)
     for index, row in enumerate(tqdm(rows, desc="clips", disable=not progress)):
-        wav, sr = audio_read(row["path"])
-        references.append(convert_audio(wav, sr, model.sample_rate, model.audio_channels))
-        row["reference"] = music_attributes(wav.mean(0).numpy(), sr)
         frames = model.load_video(row["video_path"])
         generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
@@ -86,11 +110,13 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
                                frames.duration, frames.local_fps)
             null_music = model.generate([null], seed=seed + index)[0]
             row["null"] = music_attributes(null_music[0].numpy(), model.sample_rate)
+    codec_figures = codec_reconstruction(model.compression_model, rows, references)
     summary = {"clips": len(rows), "reference": correlations(rows, "reference"),
+               "reconstruction": correlations(rows, "reconstruction"),
                "generated": correlations(rows, "generated"),
                "hue_chord": {"own_chords_first": sum(r["chord_scores"][0] > max(r["chord_scores"][1:]) for r in rows)
                              / len(rows), "chance": 1 / len(PROGRESSION)},
-               "codec": codec_reconstruction(model, references)}
+               "codec": codec_figures}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
     return {"summary": summary, "clips": rows}
@@ -98,14 +124,15 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
 
 def format_summary(summary: dict) -> str:
     lines = [f"{summary['clips']} clips; Spearman rho      brightness->pitch  brightness->centroid  speed->onsets"]
-    for key in ("reference", "generated", "null_video"):
+    for key in ("reference", "reconstruction", "generated", "null_video"):
         if key in summary:
             c = summary[key]
             lines.append(f"  {key:<28}{c['brightness_pitch']:>10.2f}{c['brightness_centroid']:>20.2f}"
                          f"{c['speed_onsets']:>15.2f}")
-    chords = summary["hue_chord"]
-    lines.append(f"hue -> chord: own chords score highest for {chords['own_chords_first']:.2f} of the clips "
-                 f"(against the same music with other chords; chance {chords['chance']:.2f})")
+    if "hue_chord" in summary:
+        chords = summary["hue_chord"]
+        lines.append(f"hue -> chord: own chords score highest for {chords['own_chords_first']:.2f} of the clips "
+                     f"(against the same music with other chords; chance {chords['chance']:.2f})")
     codec = summary["codec"]
     lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}")
     return "\n".join(lines)
@@ -115,14 +142,25 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     parser.add_argument("--corpus", type=Path, required=True, help="held-out corpus folder")
+    parser.add_argument("--codec", type=Path, default=None,
+                        help="measure this codec alone (a codec training checkpoint.th or a checkpoint folder) "
+                             "instead of the model of --model_path: no generation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     setup_logging(logging.WARNING)
-    model = load_model_from_args(args).model
-    results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
+    if args.codec is not None:
+        try:
+            codec = load_compression_model(args.codec, "cpu" if args.device == "auto" else args.device)
+        except ModelFilesMissing as error:
+            print(f"error: cannot load the codec from {args.codec}: {error}", file=sys.stderr)
+            return 2
+        results = evaluate_codec(codec, args.corpus, args.limit)
+    else:
+        model = load_model_from_args(args).model
+        results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
     print(format_summary(results["summary"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
