@@ -14,7 +14,7 @@ from audiocraft_ext.data.video_dataset import load_video_audio_meta
 from audiocraft_ext.media.video import probe_video
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth import corpus
-from audiocraft_ext.synth.attributes import music_attributes, spearman
+from audiocraft_ext.synth.attributes import comb_share, music_attributes, spearman
 from audiocraft_ext.synth.corpus import (HELD_OUT_LOOKS, LOOKS, PROGRESSION, TRAIN_LOOKS, ZOOM_PER_SPEED, ClipSpec,
                                          chord_variants, sample_spec, scenes_for, score_for, spec_from_row,
                                          synthesize, video_format, write_clip, write_corpus)
@@ -26,6 +26,15 @@ from audiocraft_ext.synth.scenes import LIGHTINGS, Scene, Shape, render
 def test_specs_and_music_are_deterministic():
     assert sample_spec(5) == sample_spec(5) and sample_spec(5) != sample_spec(6)
     assert (synthesize(sample_spec(5, 2.0)) == synthesize(sample_spec(5, 2.0))).all()
+
+
+def test_comb_share_tells_a_frame_periodic_buzz_from_notes():
+    t = np.arange(32000 * 4) / 32000
+    notes = sum(np.sin(2 * np.pi * 171.0 * k * t) / k for k in (1, 2, 3))  # partials 21, 8, 13 Hz off the comb
+    frame_periodic = np.tile(np.random.default_rng(0).standard_normal(640), 200)  # repeats every 640 samples
+    assert comb_share(notes, 32000) < 0.05
+    assert comb_share(frame_periodic, 32000) > 0.9
+    assert comb_share(np.zeros(32000), 32000) == 0.0
 
 
 def test_music_has_the_clip_length_and_does_not_depend_on_the_look():
@@ -210,6 +219,7 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     assert summary["reference"]["speed_onsets"] == spearman([s.speed for s in specs],
                                                             [m["onset_rate"] for m in measured])
     assert summary["hue_chord"]["chance"] == 1 / len(PROGRESSION)
+    assert 0 <= summary["codec"]["frame_comb_share"] <= 1 and 0 < summary["codec"]["reference_frame_comb_share"] < 0.5
     assert 0 <= summary["hue_chord"]["own_chords_first"] <= 1
     for row, spec in zip(results["clips"], specs):
         assert spec_from_row(row) == spec and len(row["chord_scores"]) == len(PROGRESSION)

@@ -252,11 +252,22 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
     history = json.loads((codec_checkpoint.parent / "history.json").read_text())
     assert all(np.isfinite(epoch["train"]["mrstft"]) for epoch in history)  # the [1]-shaped loss is weighted
+    # codec training continues from a codec run (AudioCraft's continue_from reads hub packages only); at lr 0 the
+    # weights stay those of the run it continues (the codebooks' running averages move, so they are left out)
+    log = tmp_path / "codec_continued.log"
+    assert train_sh(["solver=compression/debug", *data, f"continue_from={codec_checkpoint}", "optim.lr=0",
+                     "optim.epochs=1", "evaluate.every=0", "generate.every=0"], dora, log).wait(timeout=300) == 0, \
+        log.read_text()[-3000:]
+    continued = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
+    before = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
+    after = torch.load(continued, weights_only=True)["model"]
+    weights = [key for key in before if "quantizer" not in key]
+    assert weights and all(torch.equal(before[key], after[key]) for key in weights)
     log = tmp_path / "lm.log"
     lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",
                f"compression_model_checkpoint={codec_checkpoint}"]
     assert train_sh(lm_args, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
-    lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
+    lm_checkpoint = next(p for p in dora.glob("xps/*/checkpoint.th") if p not in (codec_checkpoint, continued))
     model = _export(["--checkpoint", str(lm_checkpoint)], tmp_path / "model")
     trained = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
     for key, value in model.compression_model.state_dict().items():

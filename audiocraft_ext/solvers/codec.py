@@ -1,9 +1,12 @@
 """AudioCraft's compression (EnCodec) solver, for training the codec of a VidMuse model.
 
-Three changes: checkpoints load with `weights_only=True` (`SafeCheckpointMixin`), the generate stage writes its
-reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program, absent on clean machines), and
-every loss returns a scalar, so that the linear-frequency `mrstft` loss can be weighted (`losses.mrstft`; AudioCraft's
-`MRSTFTLoss` returns shape `[1]`, which its loss balancer cannot add to its total).
+Five changes: checkpoints load with `weights_only=True` (`SafeCheckpointMixin`); the generate stage writes its
+reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program, absent on clean machines); every
+loss returns a scalar, so that the linear-frequency `mrstft` loss can be weighted (`losses.mrstft`; AudioCraft's
+`MRSTFTLoss` returns shape `[1]`, which its loss balancer cannot add to its total); and `continue_from` takes a
+codec training run (`//sig/<xp>`, a `checkpoint.th`) or an exported codec, which AudioCraft's reads as hub
+packages only; `trainable: decoder` trains the decoder alone, the encoder and codebooks staying as loaded, so that
+an LM trained on the codec's tokens stays valid with the new decoder.
 """
 
 from pathlib import Path
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from ..media.audio import write_wav
+from ..models.loaders import load_compression_model
 from .checkpoints import SafeCheckpointMixin
 
 
@@ -37,6 +41,27 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
         for losses in (self.aux_losses, self.info_losses):
             for name in list(losses):
                 losses[name] = ScalarLoss(losses[name])
+        if self.cfg.trainable not in ("all", "decoder"):
+            raise ValueError(f"trainable must be 'all' or 'decoder', not {self.cfg.trainable!r}")
+
+    def build_model(self):
+        super().build_model()
+        if self.cfg.trainable == "decoder":  # frozen weights get no gradient, so the optimizer leaves them
+            for module in (self.model.encoder, self.model.quantizer):
+                module.requires_grad_(False)
+
+    def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
+        if self.cfg.trainable == "decoder":  # in training mode the codebooks follow the batches' latents
+            self.model.encoder.eval()
+            self.model.quantizer.eval()
+        return super().run_step(idx, batch, metrics)
+
+    def load_from_pretrained(self, name: str) -> dict:
+        """The starting weights for `continue_from`: a local codec (training checkpoint, checkpoint folder or
+        `compression_state_dict.bin`) through this project's loader, a hub name through AudioCraft's."""
+        if not Path(name).exists():
+            return super().load_from_pretrained(name)
+        return {"best_state": {"model": load_compression_model(name).state_dict()}}
 
     def generate(self):
         self.model.eval()

@@ -34,7 +34,7 @@ from ..models.cli import add_model_arguments, load_model_from_args, setup_loggin
 from ..models.loaders import ModelFilesMissing, load_compression_model
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
-from .attributes import music_attributes, spearman
+from .attributes import comb_share, music_attributes, spearman
 from .corpus import PROGRESSION, SAMPLE_RATE, chord_variants, spec_from_row, synthesize
 
 
@@ -66,10 +66,11 @@ def read_references(rows: tp.List[dict], sample_rate: int, channels: int) -> tp.
 def codec_reconstruction(codec: CompressionModel, rows: tp.List[dict],
                          references: tp.List[torch.Tensor]) -> tp.Dict[str, float]:
     """Mean SI-SNR (dB, higher is better) and mel L1 distance of codec(reference) against the reference
-    (`references[i]`: `[C, N]` at the codec's rate); sets `rows[i]["reconstruction"]` (its music attributes)."""
+    (`references[i]`: `[C, N]` at the codec's rate), and the mean `comb_share` at the codec's frame rate of both;
+    sets `rows[i]["reconstruction"]` (its music attributes)."""
     sisnr = SISNR(sample_rate=codec.sample_rate)
     mel = MelSpectrogramL1Loss(sample_rate=codec.sample_rate)
-    scores, distances = [], []
+    scores, distances, combs, reference_combs = [], [], [], []
     for row, wav in zip(rows, references):
         reference = wav[None].to(next(codec.parameters()).device)
         codes, scale = codec.encode(reference)
@@ -77,7 +78,11 @@ def codec_reconstruction(codec: CompressionModel, rows: tp.List[dict],
         scores.append(-float(sisnr(decoded, reference)))  # the loss is -SI-SNR
         distances.append(float(mel(decoded, reference)))
         row["reconstruction"] = music_attributes(decoded[0].mean(0).cpu().numpy(), codec.sample_rate)
-    return {"si_snr_db": sum(scores) / len(scores), "mel_l1": sum(distances) / len(distances)}
+        combs.append(comb_share(decoded[0].mean(0).cpu().numpy(), codec.sample_rate, codec.frame_rate))
+        reference_combs.append(comb_share(reference[0].mean(0).cpu().numpy(), codec.sample_rate, codec.frame_rate))
+    return {"si_snr_db": sum(scores) / len(scores), "mel_l1": sum(distances) / len(distances),
+            "frame_comb_share": sum(combs) / len(combs),
+            "reference_frame_comb_share": sum(reference_combs) / len(reference_combs)}
 
 
 def evaluate_codec(codec: CompressionModel, corpus: Path, limit: tp.Optional[int] = None) -> dict:
@@ -134,7 +139,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"hue -> chord: own chords score highest for {chords['own_chords_first']:.2f} of the clips "
                      f"(against the same music with other chords; chance {chords['chance']:.2f})")
     codec = summary["codec"]
-    lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}")
+    lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}, power on "
+                 f"the frame-rate comb {codec['frame_comb_share']:.2f} (reference music "
+                 f"{codec['reference_frame_comb_share']:.2f})")
     return "\n".join(lines)
 
 
