@@ -1,7 +1,7 @@
 """Can a linear read-out recover brightness and speed from a model's CLIP tokens, on a look it was not fitted on?
 
-The measurement behind model/'s vision tower (model card): the tower is frozen, so what it does not carry about a
-picture no training above it can recover. For each clip of the synthetic corpus (`egs/synth`, several looks;
+A measurement for choosing a vision tower (model card, "On the corpus's second edition"): the tower is frozen,
+so what it does not carry about a picture no training above it can recover. For each clip of the synthetic corpus (`egs/synth`, several looks;
 `attributes.jsonl` holds the knobs), the model's CLIP tower encodes the frames as the model samples them, and two
 pooled descriptors are kept:
 - of the global frames: the mean and standard deviation of every token dimension (for brightness);
@@ -29,6 +29,7 @@ from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.visual import frame_changes
 
 warnings.filterwarnings("ignore")
+DESCRIBED = ((0, "brightness"), (1, "speed"))  # (descriptor index, attribute it is read for)
 
 
 def descriptors(model: VidMuse, video: str) -> tp.Tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +54,30 @@ def ridge_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
 
 
 def rho(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rho of two `[N]` tensors."""
     return float(spearmanr(x.numpy(), y.numpy()).statistic)
+
+
+def features_and_targets(rows: tp.List[dict], index: int, key: str) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Descriptor `index` of each row `[N, F]` and the attribute `key` `[N]`."""
+    return torch.stack([row["descriptors"][index] for row in rows]), torch.tensor([row[key] for row in rows])
+
+
+def cross_look_rho(fit: tp.List[dict], test: tp.List[dict], index: int, key: str, strength: float) -> float:
+    """rho of the read-out fitted on `fit` and applied to `test`."""
+    x, y = features_and_targets(fit, index, key)
+    test_x, test_y = features_and_targets(test, index, key)
+    return rho(ridge_predict(x, y, test_x, strength), test_y)
+
+
+def within_look_rho(rows: tp.List[dict], index: int, key: str, strength: float, folds: int = 5) -> float:
+    """rho of the read-out fitted and tested within `rows` (`folds`-fold cross-validation)."""
+    x, y = features_and_targets(rows, index, key)
+    fold = torch.arange(len(rows)) % folds
+    predicted = torch.zeros(len(rows), dtype=torch.float64)
+    for k in range(folds):
+        predicted[fold == k] = ridge_predict(x[fold != k], y[fold != k], x[fold == k], strength)
+    return rho(predicted, y)
 
 
 def read_corpus(model: VidMuse, folder: Path, per_look: int) -> tp.List[dict]:
@@ -71,6 +95,7 @@ def read_corpus(model: VidMuse, folder: Path, per_look: int) -> tp.List[dict]:
 
 
 def main():
+    """Read the clips, print the read-outs' rho per left-out look."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_path", default="model")
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder of several looks (fitting)")
@@ -89,22 +114,11 @@ def main():
     for target in looks + sorted({row["look"] for row in extra}):
         fit = [row for row in rows if row["look"] != target]
         test = [row for row in rows + extra if row["look"] == target]
-        figures = []
-        for index, key in ((0, "brightness"), (1, "speed")):
-            x = torch.stack([row["descriptors"][index] for row in fit])
-            y = torch.tensor([row[key] for row in fit])
-            test_x = torch.stack([row["descriptors"][index] for row in test])
-            test_y = torch.tensor([row[key] for row in test])
-            figures.append(rho(ridge_predict(x, y, test_x, args.ridge), test_y))
-        for index, key in ((0, "brightness"), (1, "speed")):  # 5-fold within the look: its own ceiling
-            x = torch.stack([row["descriptors"][index] for row in test])
-            y = torch.tensor([row[key] for row in test])
-            folds = torch.arange(len(test)) % 5
-            predicted = torch.zeros(len(test), dtype=torch.float64)
-            for fold in range(5):
-                predicted[folds == fold] = ridge_predict(x[folds != fold], y[folds != fold], x[folds == fold],
-                                                         args.ridge)
-            figures.append(rho(predicted, y))
+        if len(test) < 10:
+            print(f"{target:<16}{len(test):>6}  too few clips for a rank correlation")
+            continue
+        figures = [cross_look_rho(fit, test, index, key, args.ridge) for index, key in DESCRIBED]
+        figures += [within_look_rho(test, index, key, args.ridge) for index, key in DESCRIBED]
         print(f"{target:<16}{len(test):>6}{figures[0]:>16.2f}{figures[1]:>12.2f}{figures[2]:>25.2f}"
               f"{figures[3]:>19.2f}")
 

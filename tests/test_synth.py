@@ -235,6 +235,8 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
 
 
 def test_codec_evaluation_names_a_missing_codec(tmp_path, capsys):
-    assert synth_evaluate_main(["--codec", str(tmp_path / "nowhere"), "--corpus", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        synth_evaluate_main(["--codec", str(tmp_path / "nowhere"), "--corpus", str(tmp_path)])
+    assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: cannot load the codec from {tmp_path / 'nowhere'}: ") and "\n" not in error

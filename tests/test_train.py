@@ -242,8 +242,8 @@ def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypa
 
 
 def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
-    """The codec trains with AudioCraft's compression solver through train.sh; the LM then trains on its tokens,
-    and the export ships the codec's weights."""
+    """The codec trains with AudioCraft's compression solver through train.sh (with the mrstft loss); its decoder
+    retrains alone from it; the LM then trains on its tokens, and the export ships the codec's weights."""
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     log = tmp_path / "codec.log"
@@ -252,17 +252,22 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
     history = json.loads((codec_checkpoint.parent / "history.json").read_text())
     assert all(np.isfinite(epoch["train"]["mrstft"]) for epoch in history)  # the [1]-shaped loss is weighted
-    # codec training continues from a codec run (AudioCraft's continue_from reads hub packages only); at lr 0 the
-    # weights stay those of the run it continues (the codebooks' running averages move, so they are left out)
-    log = tmp_path / "codec_continued.log"
-    assert train_sh(["solver=compression/debug", *data, f"continue_from={codec_checkpoint}", "optim.lr=0",
+    # codec training continues from a codec run (AudioCraft's continue_from reads hub packages only); with
+    # trainable=decoder the encoder and codebooks stay exactly as loaded (so do the tokens), the decoder trains
+    log = tmp_path / "codec_decoder.log"
+    assert train_sh(["solver=compression/debug", *data, f"continue_from={codec_checkpoint}", "trainable=decoder",
                      "optim.epochs=1", "evaluate.every=0", "generate.every=0"], dora, log).wait(timeout=300) == 0, \
         log.read_text()[-3000:]
     continued = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
     before = torch.load(codec_checkpoint, weights_only=True)["best_state"]["model"]
-    after = torch.load(continued, weights_only=True)["model"]
-    weights = [key for key in before if "quantizer" not in key]
-    assert weights and all(torch.equal(before[key], after[key]) for key in weights)
+    continued_pkg = torch.load(continued, weights_only=True)
+    for after in (continued_pkg["model"], continued_pkg["best_state"]["model"]):  # live weights and what is loaded
+        kept = [key for key in before if key.startswith(("encoder.", "quantizer."))]
+        assert kept and all(torch.equal(before[key], after[key]) for key in kept)
+        assert any(not torch.equal(before[key], after[key]) for key in before if key.startswith("decoder."))
+    log = tmp_path / "codec_decoder_alone.log"
+    assert train_sh(["solver=compression/debug", *data, "trainable=decoder"], dora, log).wait(timeout=300) != 0
+    assert "give it continue_from=" in log.read_text()
     log = tmp_path / "lm.log"
     lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",
                f"compression_model_checkpoint={codec_checkpoint}"]

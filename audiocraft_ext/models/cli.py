@@ -6,6 +6,7 @@ one line on stderr naming the folder and the reason, and exit status 2.
 """
 
 import argparse
+import contextlib
 from dataclasses import dataclass
 import functools
 import logging
@@ -14,8 +15,11 @@ import sys
 import typing as tp
 import warnings
 
+from audiocraft.models.encodec import CompressionModel
+import torch
+
 from ..utils.checksum import file_checksum
-from .loaders import ModelFilesMissing, find_lm_file
+from .loaders import ModelFilesMissing, find_lm_file, load_compression_model
 from .vidmuse import VidMuse
 
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8")
@@ -61,6 +65,23 @@ class LoadedModel:
         return file_checksum(self.lm_file)
 
 
+@contextlib.contextmanager
+def _load_errors_end_the_command(what: str, path: tp.Union[str, Path]):
+    """Whatever the file holds (missing, corrupt, another kind of checkpoint), a failed load prints
+    `error: cannot load the WHAT from PATH: REASON` on one line of stderr and exits with status 2."""
+    try:
+        yield
+    except Exception as err:
+        reason = str(err) if isinstance(err, ModelFilesMissing) else f"{err.__class__.__name__}: {err}"
+        print(f"error: cannot load the {what} from {path}: {' '.join(reason.split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _resolve_device(device: str) -> str:
+    """`auto` -> `cuda` when available, else `cpu`; anything else as given."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
 def load_model(model_path: tp.Union[str, Path], device: str = "auto", dtype: str = "auto",
                clip_num_heads: tp.Optional[int] = None) -> LoadedModel:
     """Load a `VidMuse` for a command (`device` and `dtype` as the flags take them).
@@ -68,15 +89,18 @@ def load_model(model_path: tp.Union[str, Path], device: str = "auto", dtype: str
     A model that cannot be loaded (missing files, not a VidMuse checkpoint, a corrupt file, ...) prints
     `error: cannot load the model from PATH: REASON` on one line of stderr and exits with status 2.
     """
-    try:
+    with _load_errors_end_the_command("model", model_path):
         lm_file = find_lm_file(model_path)
         model = VidMuse.get_pretrained(model_path, device=None if device == "auto" else device,
                                        dtype=None if dtype == "auto" else dtype, clip_num_heads=clip_num_heads)
-    except Exception as err:  # whatever the file holds, the command ends with one line, not a traceback
-        reason = str(err) if isinstance(err, ModelFilesMissing) else f"{err.__class__.__name__}: {err}"
-        print(f"error: cannot load the model from {model_path}: {' '.join(reason.split())}", file=sys.stderr)
-        raise SystemExit(2) from None
     return LoadedModel(model, lm_file)
+
+
+def load_codec(path: tp.Union[str, Path], device: str = "auto") -> CompressionModel:
+    """Load a codec alone (a codec training `checkpoint.th`, a checkpoint folder, a `compression_state_dict.bin`
+    or a hub id) for a command; a codec that cannot be loaded ends the command as in `load_model`."""
+    with _load_errors_end_the_command("codec", path):
+        return load_compression_model(path, _resolve_device(device))
 
 
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:

@@ -1,16 +1,23 @@
 """AudioCraft's compression (EnCodec) solver, for training the codec of a VidMuse model.
 
-Five changes: checkpoints load with `weights_only=True` (`SafeCheckpointMixin`); the generate stage writes its
-reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program, absent on clean machines); every
-loss returns a scalar, so that the linear-frequency `mrstft` loss can be weighted (`losses.mrstft`; AudioCraft's
-`MRSTFTLoss` returns shape `[1]`, which its loss balancer cannot add to its total); and `continue_from` takes a
-codec training run (`//sig/<xp>`, a `checkpoint.th`) or an exported codec, which AudioCraft's reads as hub
-packages only; `trainable: decoder` trains the decoder alone, the encoder and codebooks staying as loaded, so that
-an LM trained on the codec's tokens stays valid with the new decoder.
+Changes to AudioCraft's:
+- checkpoints load with `weights_only=True` (`SafeCheckpointMixin`);
+- the generate stage writes its reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program,
+  absent on clean machines);
+- every loss returns a scalar, so that the linear-frequency multi-resolution STFT loss can be weighted
+  (`+losses.mrstft=W`; AudioCraft's `MRSTFTLoss` returns shape `[1]`, which its loss balancer cannot add to its
+  total). It runs on the CPU only: AudioCraft's sums its terms into CPU tensors;
+- `continue_from` takes a codec training run (`//sig/<xp>`, a `checkpoint.th`) or an exported codec, which
+  AudioCraft's reads as hub packages only;
+- `trainable: decoder` (with `continue_from`) trains the decoder alone: the encoder and the codebooks stay exactly
+  as loaded, in the live weights and in the saved best state (`FrozenPartsEMA`), so that an LM trained on the
+  codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
 """
 
 from pathlib import Path
+import typing as tp
 
+from audiocraft.optim import ModuleDictEMA
 from audiocraft.solvers.compression import CompressionSolver
 import flashy
 import torch
@@ -19,6 +26,9 @@ from torch import nn
 from ..media.audio import write_wav
 from ..models.loaders import load_compression_model
 from .checkpoints import SafeCheckpointMixin
+
+TRAINABLE = ("all", "decoder")
+KEPT_BY_DECODER_TRAINING = ("encoder", "quantizer")  # the codec's parts that `trainable=decoder` leaves as loaded
 
 
 class ScalarLoss(nn.Module):
@@ -32,28 +42,56 @@ class ScalarLoss(nn.Module):
         return self.loss(estimate, reference).reshape(())
 
 
+class FrozenPartsEMA(ModuleDictEMA):
+    """`ModuleDictEMA` whose averages of the tensors under the `frozen` key prefixes stay exact copies of them:
+    its update (`s * (1 - w) + v * w`) is not bit-exact on unchanged weights, and the best state is saved from the
+    averages."""
+
+    def __init__(self, module_dict: nn.ModuleDict, frozen: tp.Tuple[str, ...], **kwargs):
+        self.frozen = frozen
+        super().__init__(module_dict, **kwargs)
+
+    def step(self):
+        super().step()
+        for module_name, module in self.module_dict.items():
+            for key, value in module.state_dict().items():
+                if key.startswith(self.frozen) and key in self.state[module_name]:
+                    self.state[module_name][key].copy_(value)
+
+
 class CodecSolver(SafeCheckpointMixin, CompressionSolver):
-    """`CompressionSolver` with safe checkpoints and scalar losses; generate writes
+    """`CompressionSolver` with the changes above; generate writes
     `<xp>/samples/epoch_<N>/<i>_{reference,codec}.wav`."""
 
     def __init__(self, cfg):
+        if cfg.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}, not {cfg.trainable!r}")
+        if cfg.trainable == "decoder" and not cfg.continue_from:
+            raise ValueError("trainable=decoder keeps the encoder and codebooks of a trained codec: give it "
+                             "continue_from=<codec checkpoint>")
+        if cfg.losses.get("mrstft", 0) > 0 and not str(cfg.device).startswith("cpu"):
+            raise ValueError("losses.mrstft runs on the CPU only (AudioCraft's MRSTFTLoss sums into CPU tensors)")
         super().__init__(cfg)
         for losses in (self.aux_losses, self.info_losses):
             for name in list(losses):
                 losses[name] = ScalarLoss(losses[name])
-        if self.cfg.trainable not in ("all", "decoder"):
-            raise ValueError(f"trainable must be 'all' or 'decoder', not {self.cfg.trainable!r}")
 
     def build_model(self):
         super().build_model()
-        if self.cfg.trainable == "decoder":  # frozen weights get no gradient, so the optimizer leaves them
-            for module in (self.model.encoder, self.model.quantizer):
-                module.requires_grad_(False)
+        if self.cfg.trainable == "decoder":
+            for name in KEPT_BY_DECODER_TRAINING:
+                getattr(self.model, name).requires_grad_(False)  # no gradient, so the optimizer leaves them
+
+    def initialize_ema(self):
+        super().initialize_ema()
+        if self.ema is not None and self.cfg.trainable == "decoder":
+            self.ema = FrozenPartsEMA(self.ema.module_dict, tuple(f"{name}." for name in KEPT_BY_DECODER_TRAINING),
+                                      decay=self.ema.decay, unbias=self.ema.unbias, device=self.ema.device)
 
     def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
         if self.cfg.trainable == "decoder":  # in training mode the codebooks follow the batches' latents
-            self.model.encoder.eval()
-            self.model.quantizer.eval()
+            for name in KEPT_BY_DECODER_TRAINING:
+                getattr(self.model, name).eval()
         return super().run_step(idx, batch, metrics)
 
     def load_from_pretrained(self, name: str) -> dict:

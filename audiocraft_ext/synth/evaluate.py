@@ -30,8 +30,8 @@ import torch
 from tqdm import tqdm
 
 from ..media.video import VideoFrames
-from ..models.cli import add_model_arguments, load_model_from_args, setup_logging
-from ..models.loaders import ModelFilesMissing, load_compression_model
+from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
+from ..utils.atomic import atomic_output
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
 from .attributes import comb_share, music_attributes, spearman
@@ -63,32 +63,35 @@ def read_references(rows: tp.List[dict], sample_rate: int, channels: int) -> tp.
 
 
 @torch.no_grad()
-def codec_reconstruction(codec: CompressionModel, rows: tp.List[dict],
-                         references: tp.List[torch.Tensor]) -> tp.Dict[str, float]:
+def codec_reconstruction(codec: CompressionModel, rows: tp.List[dict], references: tp.List[torch.Tensor],
+                         progress: bool = False) -> tp.Dict[str, float]:
     """Mean SI-SNR (dB, higher is better) and mel L1 distance of codec(reference) against the reference
     (`references[i]`: `[C, N]` at the codec's rate), and the mean `comb_share` at the codec's frame rate of both;
     sets `rows[i]["reconstruction"]` (its music attributes)."""
     sisnr = SISNR(sample_rate=codec.sample_rate)
     mel = MelSpectrogramL1Loss(sample_rate=codec.sample_rate)
     scores, distances, combs, reference_combs = [], [], [], []
-    for row, wav in zip(rows, references):
+    for row, wav in zip(tqdm(rows, desc="codec", disable=not progress), references):
         reference = wav[None].to(next(codec.parameters()).device)
         codes, scale = codec.encode(reference)
         decoded = codec.decode(codes, scale)[..., :reference.shape[-1]]
         scores.append(-float(sisnr(decoded, reference)))  # the loss is -SI-SNR
         distances.append(float(mel(decoded, reference)))
-        row["reconstruction"] = music_attributes(decoded[0].mean(0).cpu().numpy(), codec.sample_rate)
-        combs.append(comb_share(decoded[0].mean(0).cpu().numpy(), codec.sample_rate, codec.frame_rate))
+        mono = decoded[0].mean(0).cpu().numpy()
+        row["reconstruction"] = music_attributes(mono, codec.sample_rate)
+        combs.append(comb_share(mono, codec.sample_rate, codec.frame_rate))
         reference_combs.append(comb_share(reference[0].mean(0).cpu().numpy(), codec.sample_rate, codec.frame_rate))
     return {"si_snr_db": sum(scores) / len(scores), "mel_l1": sum(distances) / len(distances),
             "frame_comb_share": sum(combs) / len(combs),
             "reference_frame_comb_share": sum(reference_combs) / len(reference_combs)}
 
 
-def evaluate_codec(codec: CompressionModel, corpus: Path, limit: tp.Optional[int] = None) -> dict:
+def evaluate_codec(codec: CompressionModel, corpus: Path, limit: tp.Optional[int] = None,
+                   progress: bool = False) -> dict:
     """The codec alone: reconstruction figures and the rules' correlations on its reconstructions."""
     rows = load_attributes(corpus)[:limit]
-    codec_figures = codec_reconstruction(codec, rows, read_references(rows, codec.sample_rate, codec.channels))
+    codec_figures = codec_reconstruction(codec, rows, read_references(rows, codec.sample_rate, codec.channels),
+                                         progress)
     return {"summary": {"clips": len(rows), "reference": correlations(rows, "reference"),
                         "reconstruction": correlations(rows, "reconstruction"), "codec": codec_figures},
             "clips": rows}
@@ -150,8 +153,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     add_model_arguments(parser)
     parser.add_argument("--corpus", type=Path, required=True, help="held-out corpus folder")
     parser.add_argument("--codec", type=Path, default=None,
-                        help="measure this codec alone (a codec training checkpoint.th or a checkpoint folder) "
-                             "instead of the model of --model_path: no generation")
+                        help="measure this codec alone (a codec training checkpoint.th, a checkpoint folder or a "
+                             "compression_state_dict.bin) instead of the model of --model_path: no generation, so "
+                             "--seed and --null_ablation do not apply")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
@@ -159,18 +163,14 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(logging.WARNING)
     if args.codec is not None:
-        try:
-            codec = load_compression_model(args.codec, "cpu" if args.device == "auto" else args.device)
-        except ModelFilesMissing as error:
-            print(f"error: cannot load the codec from {args.codec}: {error}", file=sys.stderr)
-            return 2
-        results = evaluate_codec(codec, args.corpus, args.limit)
+        results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
         results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
     print(format_summary(results["summary"]))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2))
     return 0
 
 
