@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 from ..media.video import VideoFrames
 from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
-from ..utils.atomic import atomic_output
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
+from ..utils.atomic import atomic_output
 from .attributes import comb_share, music_attributes, spearman
 from .corpus import PROGRESSION, SAMPLE_RATE, chord_variants, spec_from_row, synthesize
 
