@@ -1,9 +1,9 @@
 """Can a linear read-out recover brightness and speed from a model's CLIP tokens, on a look it was not fitted on?
 
 A measurement for choosing a vision tower (model card, "On the corpus's second edition"): the tower is frozen,
-so what it does not carry about a picture no training above it can recover. For each clip of the synthetic corpus (`egs/synth`, several looks;
-`attributes.jsonl` holds the knobs), the model's CLIP tower encodes the frames as the model samples them, and two
-pooled descriptors are kept:
+so what it does not carry about a picture no training above it can recover. For each clip of the synthetic
+corpus (`egs/synth`, several looks; `attributes.jsonl` holds the knobs), the model's CLIP tower encodes the frames
+as the model samples them, and two pooled descriptors are kept:
 - of the global frames: the mean and standard deviation of every token dimension (for brightness);
 - of the changes between consecutive local frames (`frame_changes`, what the model's motion features read): the mean
   and standard deviation of their absolute values per dimension (for speed).
@@ -16,7 +16,6 @@ Spearman's rho per left-out look (`--held_out` adds a corpus of looks never used
 
 import argparse
 from collections import defaultdict
-import json
 from pathlib import Path
 import typing as tp
 import warnings
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.visual import frame_changes
+from audiocraft_ext.synth.evaluate import load_attributes
 
 warnings.filterwarnings("ignore")
 DESCRIBED = ((0, "brightness"), (1, "speed"))  # (descriptor index, attribute it is read for)
@@ -84,8 +84,7 @@ def read_corpus(model: VidMuse, folder: Path, per_look: int) -> tp.List[dict]:
     """The first `per_look` clips of each look of a corpus folder, with their descriptors."""
     counts: tp.Dict[str, int] = defaultdict(int)
     rows = []
-    for line in (folder / "attributes.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in load_attributes(folder):
         if counts[row["look"]] < per_look:
             counts[row["look"]] += 1
             rows.append(row)
