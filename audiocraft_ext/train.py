@@ -18,6 +18,7 @@ import omegaconf
 import torch
 
 from .environment import setup_environment, xp_checkpoint
+from .utils.devices import auto_device
 
 setup_environment()
 from audiocraft.environment import AudioCraftEnvironment  # noqa: E402  (reads AUDIOCRAFT_CONFIG)
@@ -26,8 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_device(cfg: omegaconf.DictConfig) -> None:
-    if cfg.device == "auto":
-        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg.device = auto_device(cfg.device)
     if cfg.device == "cpu" and cfg.autocast:
         logger.info("autocast is for GPUs: disabled on CPU")
         cfg.autocast = False

@@ -17,6 +17,7 @@ from audiocraft_ext.modules.cross_attention import MemoryRows
 from audiocraft_ext.modules.int8 import Int8Linear, int8_supported
 from audiocraft_ext.modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from audiocraft_ext.synth.scenes import Scene, write_image
+from audiocraft_ext.utils.devices import auto_device
 from audiocraft_ext.utils.pages import release_pages, trim_heap
 
 from conftest import build_tiny_lm, parity_fixture_dir
@@ -174,6 +175,15 @@ def test_int8_is_refused_off_cpu():
     with pytest.raises(UnsupportedDtype, match="unknown dtype"):
         resolve_dtype("int4", torch.device("cpu"))
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_auto_device_prefers_a_visible_gpu_unless_the_format_is_cpu_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert auto_device() == auto_device(None) == "cuda"
+    assert auto_device("auto", gpu_allowed=False) == "cpu"  # int8 weights
+    assert auto_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto_device() == "cpu"
 
 
 def test_release_pages_keeps_memory_mapped_values(tmp_path):

@@ -16,9 +16,9 @@ import typing as tp
 import warnings
 
 from audiocraft.models.encodec import CompressionModel
-import torch
 
 from ..utils.checksum import file_checksum
+from ..utils.devices import auto_device
 from .loaders import ModelFilesMissing, find_lm_file, load_compression_model
 from .vidmuse import VidMuse
 
@@ -77,11 +77,6 @@ def _load_errors_end_the_command(what: str, path: tp.Union[str, Path]):
         raise SystemExit(2) from None
 
 
-def _resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when available, else `cpu`; anything else as given."""
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
 def load_model(model_path: tp.Union[str, Path], device: str = "auto", dtype: str = "auto",
                clip_num_heads: tp.Optional[int] = None) -> LoadedModel:
     """Load a `VidMuse` for a command (`device` and `dtype` as the flags take them).
@@ -100,7 +95,7 @@ def load_codec(path: tp.Union[str, Path], device: str = "auto") -> CompressionMo
     """Load a codec alone (a codec training `checkpoint.th`, a checkpoint folder, a `compression_state_dict.bin`
     or a hub id) for a command; a codec that cannot be loaded ends the command as in `load_model`."""
     with _load_errors_end_the_command("codec", path):
-        return load_compression_model(path, _resolve_device(device))
+        return load_compression_model(path, auto_device(device))
 
 
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:

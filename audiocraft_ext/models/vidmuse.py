@@ -24,6 +24,7 @@ from ..media.cuts import detect_cuts
 from ..media.extensions import is_image
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                            still_video_frames)
+from ..utils.devices import auto_device
 from .lm import VideoBatch, VidMuseLM
 from .loaders import INT8, load_compression_model, load_lm_model
 
@@ -118,8 +119,7 @@ class VidMuse(BaseGenModel):
                 default float32 on CPU, float16 on CUDA (as the release).
             clip_num_heads: CLIP head count for checkpoints that do not record it (default ViT-B/32's 12).
         """
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() and dtype != INT8 else "cpu"
+        device = auto_device(device, gpu_allowed=dtype != INT8)
         lm = load_lm_model(name, device=device, dtype=dtype, clip_num_heads=clip_num_heads)
         compression_model = load_compression_model(name, device=device)
         return VidMuse(str(name), compression_model, lm)
