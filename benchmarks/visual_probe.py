@@ -9,9 +9,14 @@ as the model samples them, and two pooled descriptors are kept:
   and standard deviation of their absolute values per dimension (for speed).
 Ridge regressions fitted on every look but one predict the left-out look's brightness and speed; the script prints
 Spearman's rho per left-out look (`--held_out` adds a corpus of looks never used for fitting, e.g. the evaluation's
-`bokeh`), next to the same read-out fitted and tested within each look (a look's ceiling, 5-fold).
+`bokeh`), next to the same read-out fitted and tested within each look (a look's ceiling, 5-fold). The same
+read-outs of the frames' pixels (each patch's mean colour as a token) are the baseline, measured in the same run:
+a tower that reads worse than its pixels loses what the picture shows. `--local_fps` samples the local frames at
+another rate than the model's, to measure what denser frames would carry about motion.
 
     python benchmarks/visual_probe.py --model_path model --corpus egs/synth/train --held_out egs/synth/test_bokeh
+    python benchmarks/visual_probe.py --model_path model --corpus egs/synth/train --held_out egs/synth/test_bokeh \
+        --local_fps 4
 """
 
 import argparse
@@ -24,6 +29,7 @@ from scipy.stats import spearmanr
 import torch
 from tqdm import tqdm
 
+from audiocraft_ext.media.video import load_video_frames
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.visual import frame_changes
 from audiocraft_ext.synth.evaluate import load_attributes
@@ -32,15 +38,33 @@ warnings.filterwarnings("ignore")
 DESCRIBED = ((0, "brightness"), (1, "speed"))  # (descriptor index, attribute it is read for)
 
 
-def descriptors(model: VidMuse, video: str) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-    """(brightness descriptor `[2D]`, motion descriptor `[2D]`) of one video's CLIP tokens."""
-    frames = model.load_video(video)
-    encoder = model.lm.video_encoder
-    glob = encoder.clip_tokens(frames.global_frames.permute(1, 0, 2, 3)).float()      # [Tg, P, D]
-    local = encoder.clip_tokens(frames.local_frames.permute(1, 0, 2, 3)).float()      # [T, P, D]
+def pixel_tokens(frames: torch.Tensor, patch: int) -> torch.Tensor:
+    """The baseline's "tokens": each patch's mean colour, uint8 frames `[C, T, H, W]` -> `[T, P, C]`."""
+    pooled = torch.nn.functional.avg_pool2d(frames.permute(1, 0, 2, 3).float() / 255, patch)   # [T, C, h, w]
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def pooled_descriptors(glob: torch.Tensor, local: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """(brightness descriptor `[2D]`, motion descriptor `[2D]`) of global and local tokens `[T, P, D]`."""
     changes = frame_changes(local[None])[0, 1:].abs()                                  # [T - 1, P, D]
     return (torch.cat([glob.mean((0, 1)), glob.std((0, 1))]),
             torch.cat([changes.mean((0, 1)), changes.std((0, 1))]))
+
+
+def descriptors(model: VidMuse, video: str, local_fps: tp.Optional[float]) -> tp.Dict[str, tp.Tuple]:
+    """{reader: (brightness, motion) descriptors} of one video, read by the model's CLIP tower and by the
+    baseline without a tower (each patch's mean colour), on frames sampled as the model does (`local_fps`
+    replaces its local frame rate when given)."""
+    sampling = model.frame_sampling("squash")
+    if local_fps is not None:
+        sampling["local_fps"] = local_fps
+    frames = load_video_frames(video, **sampling)
+    encoder = model.lm.video_encoder
+    patch = model.lm.visual_config.clip["patch_size"]
+    return {"tower": pooled_descriptors(encoder.clip_tokens(frames.global_frames.permute(1, 0, 2, 3)).float(),
+                                        encoder.clip_tokens(frames.local_frames.permute(1, 0, 2, 3)).float()),
+            "pixels": pooled_descriptors(pixel_tokens(frames.global_frames, patch),
+                                         pixel_tokens(frames.local_frames, patch))}
 
 
 def ridge_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
@@ -58,21 +82,25 @@ def rho(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(spearmanr(x.numpy(), y.numpy()).statistic)
 
 
-def features_and_targets(rows: tp.List[dict], index: int, key: str) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-    """Descriptor `index` of each row `[N, F]` and the attribute `key` `[N]`."""
-    return torch.stack([row["descriptors"][index] for row in rows]), torch.tensor([row[key] for row in rows])
+def features_and_targets(rows: tp.List[dict], reader: str, index: int,
+                         key: str) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Descriptor `index` by `reader` of each row `[N, F]` and the attribute `key` `[N]`."""
+    return (torch.stack([row["descriptors"][reader][index] for row in rows]),
+            torch.tensor([row[key] for row in rows]))
 
 
-def cross_look_rho(fit: tp.List[dict], test: tp.List[dict], index: int, key: str, strength: float) -> float:
+def cross_look_rho(fit: tp.List[dict], test: tp.List[dict], reader: str, index: int, key: str,
+                   strength: float) -> float:
     """rho of the read-out fitted on `fit` and applied to `test`."""
-    x, y = features_and_targets(fit, index, key)
-    test_x, test_y = features_and_targets(test, index, key)
+    x, y = features_and_targets(fit, reader, index, key)
+    test_x, test_y = features_and_targets(test, reader, index, key)
     return rho(ridge_predict(x, y, test_x, strength), test_y)
 
 
-def within_look_rho(rows: tp.List[dict], index: int, key: str, strength: float, folds: int = 5) -> float:
+def within_look_rho(rows: tp.List[dict], reader: str, index: int, key: str, strength: float,
+                    folds: int = 5) -> float:
     """rho of the read-out fitted and tested within `rows` (`folds`-fold cross-validation)."""
-    x, y = features_and_targets(rows, index, key)
+    x, y = features_and_targets(rows, reader, index, key)
     fold = torch.arange(len(rows)) % folds
     predicted = torch.zeros(len(rows), dtype=torch.float64)
     for k in range(folds):
@@ -80,7 +108,7 @@ def within_look_rho(rows: tp.List[dict], index: int, key: str, strength: float, 
     return rho(predicted, y)
 
 
-def read_corpus(model: VidMuse, folder: Path, per_look: int) -> tp.List[dict]:
+def read_corpus(model: VidMuse, folder: Path, per_look: int, local_fps: tp.Optional[float]) -> tp.List[dict]:
     """The first `per_look` clips of each look of a corpus folder, with their descriptors."""
     counts: tp.Dict[str, int] = defaultdict(int)
     rows = []
@@ -89,7 +117,7 @@ def read_corpus(model: VidMuse, folder: Path, per_look: int) -> tp.List[dict]:
             counts[row["look"]] += 1
             rows.append(row)
     for row in tqdm(rows, desc=f"CLIP tokens ({folder.name})", unit="clip"):
-        row["descriptors"] = descriptors(model, row["video_path"])
+        row["descriptors"] = descriptors(model, row["video_path"], local_fps)
     return rows
 
 
@@ -101,25 +129,33 @@ def main():
     parser.add_argument("--held_out", type=Path, default=None, help="corpus folder of looks never fitted on")
     parser.add_argument("--per_look", type=int, default=80, help="clips per look")
     parser.add_argument("--ridge", type=float, default=10.0, help="ridge strength (on standardised features)")
+    parser.add_argument("--local_fps", type=float, default=None,
+                        help="sample the local frames at this rate instead of the model's (what denser frames carry)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = VidMuse.get_pretrained(args.model_path, device="cpu")
-    rows = read_corpus(model, args.corpus, args.per_look)
-    extra = read_corpus(model, args.held_out, args.per_look) if args.held_out else []
+    rows = read_corpus(model, args.corpus, args.per_look, args.local_fps)
+    extra = read_corpus(model, args.held_out, args.per_look, args.local_fps) if args.held_out else []
     looks = sorted({row["look"] for row in rows})
-    print(f"{len(rows)} clips of {', '.join(looks)}; held out: {len(extra)} clips; ridge {args.ridge}")
-    print(f"{'left-out look':<16}{'clips':>6}{'brightness rho':>16}{'speed rho':>12}"
-          f"{'within-look brightness':>25}{'within-look speed':>19}")
+    fps = args.local_fps or model.lm.visual_config.local_fps
+    print(f"{len(rows)} clips of {', '.join(looks)}; held out: {len(extra)} clips; ridge {args.ridge}; "
+          f"local frames at {fps:g} fps")
+    print("Spearman rho of the read-out fitted on the other looks (within-look: fitted on the look itself, 5-fold);")
+    print("tower: the model's CLIP tokens; pixels: each patch's mean colour (the baseline without a tower)")
+    readers = ("tower", "pixels")
+    print(f"{'left-out look':<16}{'clips':>6}" + "".join(f"{f'{r} brightness':>19}{f'{r} speed':>14}" for r in readers)
+          + f"{'within-look brightness':>25}{'within-look speed':>19}")
     for target in looks + sorted({row["look"] for row in extra}):
         fit = [row for row in rows if row["look"] != target]
         test = [row for row in rows + extra if row["look"] == target]
         if len(test) < 10:
             print(f"{target:<16}{len(test):>6}  too few clips for a rank correlation")
             continue
-        figures = [cross_look_rho(fit, test, index, key, args.ridge) for index, key in DESCRIBED]
-        figures += [within_look_rho(test, index, key, args.ridge) for index, key in DESCRIBED]
-        print(f"{target:<16}{len(test):>6}{figures[0]:>16.2f}{figures[1]:>12.2f}{figures[2]:>25.2f}"
-              f"{figures[3]:>19.2f}")
+        cross = [cross_look_rho(fit, test, reader, index, key, args.ridge)
+                 for reader in readers for index, key in DESCRIBED]
+        within = [within_look_rho(test, "tower", index, key, args.ridge) for index, key in DESCRIBED]
+        print(f"{target:<16}{len(test):>6}" + "".join(f"{c:>{19 if i % 2 == 0 else 14}.2f}" for i, c in enumerate(cross))
+              + f"{within[0]:>25.2f}{within[1]:>19.2f}")
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ class VidMuse(BaseGenModel):
         self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
                                   "top_p": top_p, "cfg_coef": cfg_coef}
 
-    def _frame_sampling(self, resize_mode: str) -> tp.Dict[str, tp.Any]:
+    def frame_sampling(self, resize_mode: str) -> tp.Dict[str, tp.Any]:
         """How this model samples frames: local fps, global frame count, frame size, resize mode."""
         config = self.lm.visual_config
         return dict(local_fps=config.local_fps, num_global_frames=config.num_global_frames,
@@ -163,12 +163,12 @@ class VidMuse(BaseGenModel):
                    info: tp.Optional[VideoInfo] = None) -> VideoFrames:
         """Read a video's frames as this model samples them, for its first `duration` seconds (default: all);
         `info` is its `probe_video` result when the caller has it."""
-        return load_video_frames(path, duration=duration, info=info, **self._frame_sampling(resize_mode))
+        return load_video_frames(path, duration=duration, info=info, **self.frame_sampling(resize_mode))
 
     def image_frames(self, image: torch.Tensor, duration: float, resize_mode: str = "squash",
                      path: tp.Optional[str] = None) -> VideoFrames:
         """An image uint8 `[3, H, W]` as a still video of `duration` seconds (every frame is the picture)."""
-        return still_video_frames(image, duration, path=path, **self._frame_sampling(resize_mode))
+        return still_video_frames(image, duration, path=path, **self.frame_sampling(resize_mode))
 
     def load_image(self, path: tp.Union[str, Path], duration: float, resize_mode: str = "squash") -> VideoFrames:
         """An image file as a still video of `duration` seconds."""
