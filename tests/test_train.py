@@ -242,12 +242,14 @@ def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypa
 
 
 def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
-    """The codec trains with AudioCraft's compression solver through train.sh (with the mrstft loss); its decoder
-    retrains alone from it; the LM then trains on its tokens, and the export ships the codec's weights."""
+    """The codec (with the iSTFT decoder) trains with AudioCraft's compression solver through train.sh (with the
+    mrstft loss); its decoder retrains alone from it; the LM then trains on its tokens, and the export ships the
+    codec's weights."""
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
+    codec = ["solver=compression/debug", *data, "encodec.decoder=istft"]
     log = tmp_path / "codec.log"
-    assert train_sh(["solver=compression/debug", *data], dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert train_sh(codec, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
     history = json.loads((codec_checkpoint.parent / "history.json").read_text())
@@ -255,7 +257,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     # codec training continues from a codec run (AudioCraft's continue_from reads hub packages only); with
     # trainable=decoder the encoder and codebooks stay exactly as loaded (so do the tokens), the decoder trains
     log = tmp_path / "codec_decoder.log"
-    assert train_sh(["solver=compression/debug", *data, f"continue_from={codec_checkpoint}", "trainable=decoder",
+    assert train_sh([*codec, f"continue_from={codec_checkpoint}", "trainable=decoder",
                      "optim.epochs=1", "evaluate.every=0", "generate.every=0"], dora, log).wait(timeout=300) == 0, \
         log.read_text()[-3000:]
     continued = next(p for p in dora.glob("xps/*/checkpoint.th") if p != codec_checkpoint)
@@ -266,7 +268,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
         assert kept and all(torch.equal(before[key], after[key]) for key in kept)
         assert any(not torch.equal(before[key], after[key]) for key in before if key.startswith("decoder."))
     log = tmp_path / "codec_decoder_alone.log"
-    assert train_sh(["solver=compression/debug", *data, "trainable=decoder"], dora, log).wait(timeout=300) != 0
+    assert train_sh([*codec, "trainable=decoder"], dora, log).wait(timeout=300) != 0
     assert "give it continue_from=" in log.read_text()
     log = tmp_path / "lm.log"
     lm_args = ["solver=vidmuse/debug", *data, "optim.epochs=1", "generate.every=0", "evaluate.every=0",

@@ -1,4 +1,4 @@
-"""Build VidMuse models from a Hydra config, and recover the visual config from a state dict's shapes.
+"""Build VidMuse models and codecs from a Hydra config, and recover the visual config from a state dict's shapes.
 
 The release's `xp.cfg` does not record the visual dimensions (they are constructor defaults in its code), so
 for an official checkpoint they are read from tensor shapes. The one value shapes cannot give is the CLIP head
@@ -9,20 +9,41 @@ by this project carry the full `VisualConfig` under `video.visual` in their conf
 import re
 import typing as tp
 
+from audiocraft.models import builders as audiocraft_builders
 from audiocraft.models.builders import get_codebooks_pattern_provider
+from audiocraft.models.encodec import CompressionModel
 from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
 from audiocraft.utils.utils import dict_from_config
 import omegaconf
 import torch
 
 from ..environment import CONFIG_DIR
+from ..modules.istft_decoder import ISTFTDecoder
 from ..modules.text import TEXT_CONDITION, get_text_conditioner
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
 from .lm import VIDEO_CONDITION, VidMuseLM
 
+CODEC_DECODERS = ("seanet", "istft")
 CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 # ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
 CLIP_HEAD_DIM = 64
+
+
+def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
+    """AudioCraft's compression model for `cfg`, whose `encodec.decoder` (default `seanet`, as AudioCraft builds
+    it) may be `istft`: the SEANet decoder replaced by an `ISTFTDecoder` (knobs in the config's `istft` section) at
+    the encoder's dimension and hop."""
+    decoder = cfg.get("encodec", {}).get("decoder", "seanet")
+    if decoder not in CODEC_DECODERS:
+        raise ValueError(f"encodec.decoder must be one of {', '.join(CODEC_DECODERS)}, not {decoder!r}")
+    if decoder == "seanet":
+        return audiocraft_builders.get_compression_model(cfg)
+    cfg = omegaconf.OmegaConf.create(omegaconf.OmegaConf.to_container(cfg, resolve=True))
+    del cfg.encodec.decoder  # AudioCraft passes the section's other keys to EncodecModel
+    model = audiocraft_builders.get_compression_model(cfg)
+    model.decoder = ISTFTDecoder(model.encoder.dimension, model.channels, model.encoder.hop_length,
+                                 **dict_from_config(cfg.istft)).to(cfg.device)
+    return model
 
 
 def get_condition_fuser(text: bool = False) -> ConditionFuser:

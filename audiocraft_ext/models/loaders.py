@@ -32,7 +32,7 @@ import torch
 from ..modules.int8 import int8_supported
 from ..utils.checkpoint import best_model_state
 from ..utils.pages import release_pages, trim_heap
-from .builders import get_vidmuse_lm, get_visual_config, infer_visual_config
+from .builders import get_compression_model, get_vidmuse_lm, get_visual_config, infer_visual_config
 from .lm import VidMuseLM
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def load_compression_model(name_or_path: tp.Union[str, Path],
     else:
         cfg = OmegaConf.create(pkg["xp.cfg"])
         cfg.device = "cpu"
-        model = audiocraft_builders.get_compression_model(cfg)
+        model = get_compression_model(cfg)
         model.load_state_dict(best_model_state(pkg))  # an export, or a codec training checkpoint (checkpoint.th)
     return model.to(device).eval()
 
@@ -293,7 +293,7 @@ def load_compression_model_from_cfg(cfg: omegaconf.DictConfig, device: tp.Union[
         logger.warning("no compression_model_checkpoint: building an untrained codec from the config")
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            model = audiocraft_builders.get_compression_model(cfg).eval()
+            model = get_compression_model(cfg).eval()
     else:
         name = str(cfg.compression_model_checkpoint)
         path = Path(name.removeprefix("//pretrained/"))

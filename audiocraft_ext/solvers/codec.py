@@ -2,6 +2,7 @@
 
 Changes to AudioCraft's:
 - checkpoints load with `weights_only=True` (`SafeCheckpointMixin`);
+- the codec is built by this project's builder, which adds `encodec.decoder: istft` (`ISTFTDecoder`);
 - the generate stage writes its reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program,
   absent on clean machines);
 - every loss returns a scalar, so that the linear-frequency multi-resolution STFT loss can be weighted
@@ -18,12 +19,14 @@ from pathlib import Path
 import typing as tp
 
 from audiocraft.optim import ModuleDictEMA
+from audiocraft.solvers import builders
 from audiocraft.solvers.compression import CompressionSolver
 import flashy
 import torch
 from torch import nn
 
 from ..media.audio import write_wav
+from ..models.builders import get_compression_model
 from ..models.loaders import load_compression_model
 from .checkpoints import SafeCheckpointMixin
 
@@ -77,7 +80,12 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
                 losses[name] = ScalarLoss(losses[name])
 
     def build_model(self):
-        super().build_model()
+        # AudioCraft's, with this project's codec builder (`encodec.decoder: istft`)
+        self.model = get_compression_model(self.cfg).to(self.device)
+        self.optimizer = builders.get_optimizer(self.model.parameters(), self.cfg.optim)
+        self.register_stateful("model", "optimizer")
+        self.register_best_state("model")
+        self.register_ema("model")
         if self.cfg.trainable == "decoder":
             for name in KEPT_BY_DECODER_TRAINING:
                 getattr(self.model, name).requires_grad_(False)  # no gradient, so the optimizer leaves them

@@ -1,0 +1,88 @@
+"""A codec decoder that predicts a short-time spectrum per latent frame and inverts it (an inverse STFT).
+
+SEANet's decoder builds the waveform by transposed convolutions; trained on a CPU budget (a few thousand updates,
+few filters) with spectral losses it repeats its output every latent frame, so that all of its pitched power sits on
+multiples of the frame rate (50 Hz) whatever the notes (model card, "On the corpus's second edition"). Here a small
+stack of AudioCraft's SEANet residual blocks runs at the latent frame rate and predicts, for every frame, the
+log-magnitude of one STFT frame whose hop is the codec's hop (as in Vocos, Siuzdak 2023), and each bin's phase
+advance, accumulated over frames as a phase vocoder does: a note's harmonics are spectral lines of the predicted
+magnitude that stay in phase from frame to frame, so the spectral losses that train the codec reach the pitch
+directly. Not streamable as it stands: the phases accumulate over the whole latent sequence.
+"""
+
+import math
+import typing as tp
+
+from audiocraft.modules.conv import StreamableConv1d
+from audiocraft.modules.seanet import SEANetResnetBlock
+import torch
+from torch import nn
+
+
+class ISTFTDecoder(nn.Module):
+    """Latent `[B, dimension, T]` -> audio `[B, channels, T * hop_length]`.
+
+    Args:
+        dimension: latent size (the encoder's `dimension`).
+        channels: audio channels.
+        hop_length: samples per latent frame (the encoder's hop); the STFT's hop.
+        n_fft: STFT size (a multiple of `hop_length` gives an even overlap; 4 hops by default).
+        hidden: width of the residual stack.
+        num_blocks: residual blocks, the i-th dilated by `dilation_base ** i`.
+        kernel_size: kernel of the input convolution.
+        residual_kernel_size: kernel of the residual blocks.
+        dilation_base: dilation growth of the residual blocks.
+        activation, activation_params, norm, norm_params, compress: as in AudioCraft's SEANet.
+        max_log_magnitude: the predicted log-magnitudes are clipped to it (exp overflows otherwise early in training).
+    """
+
+    def __init__(self, dimension: int, channels: int = 1, hop_length: int = 640, n_fft: tp.Optional[int] = None,
+                 hidden: int = 256, num_blocks: int = 3, kernel_size: int = 7, residual_kernel_size: int = 3,
+                 dilation_base: int = 2, activation: str = "ELU", activation_params: tp.Optional[dict] = None,
+                 norm: str = "weight_norm", norm_params: tp.Optional[dict] = None, compress: int = 2,
+                 max_log_magnitude: float = 4.6):
+        super().__init__()
+        self.dimension = dimension
+        self.channels = channels
+        self.hop_length = hop_length
+        self.n_fft = n_fft or 4 * hop_length
+        if self.n_fft < hop_length:
+            raise ValueError(f"n_fft ({self.n_fft}) must be at least the hop ({hop_length})")
+        self.max_log_magnitude = max_log_magnitude
+        activation_params = {"alpha": 1.0} if activation_params is None else dict(activation_params)
+        norm_params = dict(norm_params or {})
+        layers: tp.List[nn.Module] = [StreamableConv1d(dimension, hidden, kernel_size, norm=norm,
+                                                       norm_kwargs=norm_params)]
+        layers += [SEANetResnetBlock(hidden, kernel_sizes=[residual_kernel_size, 1],
+                                     dilations=[dilation_base ** i, 1], activation=activation,
+                                     activation_params=activation_params, norm=norm, norm_params=norm_params,
+                                     compress=compress) for i in range(num_blocks)]
+        layers += [getattr(nn, activation)(**activation_params),
+                   StreamableConv1d(hidden, channels * (self.n_fft + 2), 1, norm=norm, norm_kwargs=norm_params)]
+        self.model = nn.Sequential(*layers)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        # phase turned by each bin's centre frequency over one hop (mod 2 pi)
+        bins = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+        self.register_buffer("bin_advance", torch.remainder(2 * math.pi * bins * hop_length / self.n_fft,
+                                                            2 * math.pi).float(), persistent=False)
+
+    def spectrum(self, z: torch.Tensor) -> torch.Tensor:
+        """Complex STFT frames `[B * channels, n_fft // 2 + 1, T]` predicted from the latent `[B, dimension, T]`.
+
+        Each bin's phase advances from frame to frame by its centre frequency's advance over one hop plus a
+        predicted deviation (at most half a turn either way), accumulated over the frames: a partial held over
+        frames comes out as one continuous sinusoid whatever the latent's phase content, and the deviation moves
+        it off the bin centre. A phase predicted frame by frame instead repeats itself every frame until the codec
+        has learnt to carry each partial's phase, which it did not on a CPU budget (model card)."""
+        B, _, T = z.shape
+        out = self.model(z).reshape(B * self.channels, 2, self.n_fft // 2 + 1, T).float()
+        magnitude = torch.exp(out[:, 0].clamp(max=self.max_log_magnitude))
+        advance = (self.bin_advance[:, None] + math.pi * torch.tanh(out[:, 1])).double()
+        phase = torch.remainder(torch.cumsum(advance, dim=-1), 2 * math.pi).float()  # float64: no drift over T
+        return torch.polar(magnitude, phase)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B, _, T = z.shape
+        audio = torch.istft(self.spectrum(z), self.n_fft, self.hop_length, window=self.window, center=True,
+                            length=T * self.hop_length)
+        return audio.reshape(B, self.channels, -1).to(z.dtype)
