@@ -247,7 +247,7 @@ def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
     codec's weights."""
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
-    codec = ["solver=compression/debug", *data, "encodec.decoder=istft"]
+    codec = ["solver=compression/debug", *data, "encodec.autoencoder=stft"]
     log = tmp_path / "codec.log"
     assert train_sh(codec, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))

@@ -11,39 +11,41 @@ import typing as tp
 
 from audiocraft.models import builders as audiocraft_builders
 from audiocraft.models.builders import get_codebooks_pattern_provider
-from audiocraft.models.encodec import CompressionModel
+from audiocraft.models.encodec import CompressionModel, EncodecModel
 from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
 from audiocraft.utils.utils import dict_from_config
 import omegaconf
 import torch
 
 from ..environment import CONFIG_DIR
-from ..modules.istft_decoder import ISTFTDecoder
+from ..modules.stft_autoencoder import ISTFTDecoder, STFTEncoder
 from ..modules.text import TEXT_CONDITION, get_text_conditioner
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
 from .lm import VIDEO_CONDITION, VidMuseLM
 
-CODEC_DECODERS = ("seanet", "istft")
 CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 # ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
 CLIP_HEAD_DIM = 64
 
 
 def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
-    """AudioCraft's compression model for `cfg`, whose `encodec.decoder` (default `seanet`, as AudioCraft builds
-    it) may be `istft`: the SEANet decoder replaced by an `ISTFTDecoder` (knobs in the config's `istft` section) at
-    the encoder's dimension and hop."""
-    decoder = cfg.get("encodec", {}).get("decoder", "seanet")
-    if decoder not in CODEC_DECODERS:
-        raise ValueError(f"encodec.decoder must be one of {', '.join(CODEC_DECODERS)}, not {decoder!r}")
-    if decoder == "seanet":
+    """AudioCraft's compression model for `cfg`; with `encodec.autoencoder: stft` (AudioCraft builds SEANet
+    only), an EnCodec with this project's STFT autoencoder (`STFTEncoder`, `ISTFTDecoder`; knobs in the config's
+    `stft` section) and AudioCraft's quantizer."""
+    if cfg.compression_model != "encodec" or cfg.encodec.autoencoder != "stft":
         return audiocraft_builders.get_compression_model(cfg)
-    cfg = omegaconf.OmegaConf.create(omegaconf.OmegaConf.to_container(cfg, resolve=True))
-    del cfg.encodec.decoder  # AudioCraft passes the section's other keys to EncodecModel
-    model = audiocraft_builders.get_compression_model(cfg)
-    model.decoder = ISTFTDecoder(model.encoder.dimension, model.channels, model.encoder.hop_length,
-                                 **dict_from_config(cfg.istft)).to(cfg.device)
-    return model
+    kwargs = dict_from_config(cfg.encodec)
+    kwargs.pop("autoencoder")
+    quantizer_name = kwargs.pop("quantizer")
+    renormalize = kwargs.pop("renormalize", False)
+    stack = dict_from_config(cfg.stft)
+    frames = {key: stack.pop(key) for key in ("dimension", "hop_length", "n_fft")}
+    floor, max_log_magnitude = stack.pop("floor"), stack.pop("max_log_magnitude")
+    encoder = STFTEncoder(channels=cfg.channels, floor=floor, **frames, **stack)
+    decoder = ISTFTDecoder(channels=cfg.channels, max_log_magnitude=max_log_magnitude, **frames, **stack)
+    quantizer = audiocraft_builders.get_quantizer(quantizer_name, cfg, frames["dimension"])
+    return EncodecModel(encoder, decoder, quantizer, frame_rate=kwargs["sample_rate"] // frames["hop_length"],
+                        renormalize=renormalize, **kwargs).to(cfg.device)
 
 
 def get_condition_fuser(text: bool = False) -> ConditionFuser:

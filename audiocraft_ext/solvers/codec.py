@@ -2,7 +2,7 @@
 
 Changes to AudioCraft's:
 - checkpoints load with `weights_only=True` (`SafeCheckpointMixin`);
-- the codec is built by this project's builder, which adds `encodec.decoder: istft` (`ISTFTDecoder`);
+- the codec is built by this project's builder, which adds `encodec.autoencoder: stft` (`STFTEncoder`, `ISTFTDecoder`);
 - the generate stage writes its reconstructions in-process (AudioCraft's sample writer runs the ffmpeg program,
   absent on clean machines);
 - every loss returns a scalar, so that the linear-frequency multi-resolution STFT loss can be weighted
@@ -80,7 +80,7 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
                 losses[name] = ScalarLoss(losses[name])
 
     def build_model(self):
-        # AudioCraft's, with this project's codec builder (`encodec.decoder: istft`)
+        # AudioCraft's, with this project's codec builder (`encodec.autoencoder: stft`)
         self.model = get_compression_model(self.cfg).to(self.device)
         self.optimizer = builders.get_optimizer(self.model.parameters(), self.cfg.optim)
         self.register_stateful("model", "optimizer")

@@ -1,5 +1,5 @@
-"""The codec's iSTFT decoder (`encodec.decoder: istft`): shapes, building, export, and the property it is for:
-a tone between the frame rate's multiples comes out at its own pitch."""
+"""The codec's STFT autoencoder (`encodec.autoencoder: stft`): shapes, building, export, and the property it is
+for: a tone between the frame rate's multiples comes out at its own pitch."""
 
 import math
 
@@ -11,48 +11,50 @@ import torch
 from audiocraft_ext.models.builders import get_compression_model
 from audiocraft_ext.models.export import export_compression_model
 from audiocraft_ext.models.loaders import load_compression_model
-from audiocraft_ext.modules.istft_decoder import ISTFTDecoder
+from audiocraft_ext.modules.stft_autoencoder import ISTFTDecoder, STFTEncoder
 from audiocraft_ext.synth.attributes import comb_share
 
 from conftest import tiny_codec_cfg
 
 
-def istft_codec_cfg():
+def stft_codec_cfg():
     cfg = tiny_codec_cfg()
-    cfg.encodec.decoder = "istft"
-    cfg.istft = {"hidden": 32, "num_blocks": 2}
+    cfg.encodec.autoencoder = "stft"
+    cfg.stft = {"dimension": 16, "hop_length": 640, "n_fft": None, "floor": 1e-5, "max_log_magnitude": 4.6,
+                "hidden": 32, "num_blocks": 2}
     return cfg
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_decoder_gives_hop_samples_per_frame(channels):
+def test_one_latent_frame_per_hop(channels):
+    encoder = STFTEncoder(16, channels=channels, hop_length=640, hidden=32, num_blocks=1)
     decoder = ISTFTDecoder(16, channels=channels, hop_length=640, hidden=32, num_blocks=1)
-    assert decoder.n_fft == 2560
+    assert encoder.n_fft == decoder.n_fft == 2560
+    assert encoder(torch.randn(3, channels, 7 * 640)).shape == (3, 16, 7)
+    assert encoder(torch.randn(3, channels, 7 * 640 - 100)).shape == (3, 16, 7)  # a partial last frame counts
     assert decoder(torch.randn(3, 16, 7)).shape == (3, channels, 7 * 640)
     assert decoder.spectrum(torch.randn(3, 16, 7)).shape == (3 * channels, 1281, 7)
 
 
-def test_decoder_refuses_a_window_shorter_than_its_hop():
+def test_a_window_shorter_than_the_hop_is_refused():
     with pytest.raises(ValueError, match="at least the hop"):
         ISTFTDecoder(16, hop_length=640, n_fft=512)
 
 
-def test_builder_swaps_the_decoder_and_export_round_trips(tmp_path):
+def test_builder_and_export_round_trip(tmp_path):
     torch.manual_seed(0)
-    codec = get_compression_model(istft_codec_cfg()).eval()
-    assert isinstance(codec.decoder, ISTFTDecoder)
-    assert (codec.decoder.dimension, codec.decoder.hop_length) == (16, 640)
-    export_compression_model(codec, istft_codec_cfg(), tmp_path / "compression_state_dict.bin")
+    codec = get_compression_model(stft_codec_cfg()).eval()
+    assert isinstance(codec.encoder, STFTEncoder) and isinstance(codec.decoder, ISTFTDecoder)
+    assert (codec.frame_rate, codec.num_codebooks) == (50, 4)
+    export_compression_model(codec, stft_codec_cfg(), tmp_path / "compression_state_dict.bin")
     loaded = load_compression_model(tmp_path)
     audio = torch.randn(1, 1, 16000)
     with torch.no_grad():
         codes, scale = codec.encode(audio)
+        assert codes.shape == (1, 4, 25)
         assert torch.equal(loaded.encode(audio)[0], codes)
         assert torch.equal(loaded.decode(codes, scale), codec.decode(codes, scale))
-    cfg = istft_codec_cfg()
-    cfg.encodec.decoder = "wavenet"
-    with pytest.raises(ValueError, match="seanet, istft"):
-        get_compression_model(cfg)
+        assert codec(audio).x.shape == audio.shape
 
 
 def test_a_tone_between_frame_rate_multiples_keeps_its_pitch():
