@@ -6,8 +6,10 @@ pitched power sits on multiples of the frame rate (50 Hz) whatever the notes (mo
 edition"). Here the encoder reads the log-magnitude STFT whose hop is the codec's hop, and the decoder predicts, for
 every latent frame, the log-magnitude of one STFT frame (as in Vocos, Siuzdak 2023) and each bin's phase advance,
 accumulated over frames as a phase vocoder does. Both run small stacks of AudioCraft's SEANet residual blocks at the
-frame rate. A note's harmonics are spectral lines that stay in phase from frame to frame, so the spectral losses that
-train the codec reach the pitch directly. Not streamable as it stands: the phases accumulate over the whole sequence.
+frame rate. A held note's harmonics are spectral lines that stay in phase from frame to frame, at any frequency, where
+a decoder that builds each frame on its own puts a held sound on the frame-rate comb. Measured on the corpus (model
+card): no comb, and the onsets kept, after a few hundred updates; the notes not yet. Not streamable as it stands: the
+phases accumulate over the whole sequence.
 """
 
 import math
