@@ -4,6 +4,7 @@ for: a tone between the frame rate's multiples comes out at its own pitch."""
 import math
 
 import librosa
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from torch import nn
 from audiocraft_ext.models.builders import get_compression_model
 from audiocraft_ext.models.export import export_compression_model
 from audiocraft_ext.models.loaders import load_compression_model
-from audiocraft_ext.modules.stft_autoencoder import ISTFTDecoder, STFTEncoder
+from audiocraft_ext.modules.stft_autoencoder import ISTFTDecoder, STFTEncoder, fit_spectral_basis
 from audiocraft_ext.synth.attributes import comb_share
 
 from conftest import tiny_codec_cfg
@@ -62,8 +63,10 @@ def test_a_held_spectrum_sounds_at_its_own_pitch_off_the_frame_rate_comb(bin_ind
     """The same frame predicted 50 times over: one bin (12.5 Hz apart at 2560 points), its phase advance moved by
     `deviation` half-turns per hop, comes out as one tone at the bin's centre frequency plus the deviation's, not on
     the 50 Hz comb where a decoder that builds each frame on its own puts a held sound."""
-    decoder = ISTFTDecoder(8, hop_length=640, hidden=32, num_blocks=1)
+    decoder = ISTFTDecoder(2 * 1281, hop_length=640, hidden=32, num_blocks=1)
     decoder.model = nn.Identity()  # the frames given directly: log-magnitudes, then phase-advance deviations
+    nn.init.zeros_(decoder.basis.weight)
+    nn.init.zeros_(decoder.basis.bias)
     frames = torch.zeros(1, 2 * decoder.num_bins, 50)
     frames[:, :decoder.num_bins] = -20.0
     frames[:, bin_index] = 0.0
@@ -73,3 +76,31 @@ def test_a_held_spectrum_sounds_at_its_own_pitch_off_the_frame_rate_comb(bin_ind
     assert comb_share(output, 32000) < 0.01
     spectrum = abs(librosa.stft(output[3200:-3200], n_fft=16384)).mean(1)  # 1.95 Hz bins, edges left out
     assert abs(spectrum.argmax() * 32000 / 16384 - frequency) < 2
+
+
+def test_fit_spectral_basis_starts_as_the_whitened_pca_codec():
+    """After the fit, the latent of the fitted audio is white (zero mean, unit variance per dimension), and the
+    decoder's log-magnitudes are the frames' projection on their first principal components, computed here
+    independently with numpy's SVD: the stacks start silent."""
+    sr, D = 32000, 8
+    t = torch.arange(2 * sr) / sr
+    notes = [110.0, 147.0, 196.0, 262.0, 349.0, 466.0]
+    audio = torch.stack([sum(torch.sin(2 * math.pi * f * (h + 1) * t) / (h + 1) * (1 + (i + h) % 3)
+                             for h in range(3) for f in notes[i:i + 2]) for i in range(5)])[:, None] * 0.02
+    encoder = STFTEncoder(D, hop_length=640, hidden=32, num_blocks=1)
+    decoder = ISTFTDecoder(D, hop_length=640, hidden=32, num_blocks=1)
+    latent = fit_spectral_basis(encoder, decoder, audio)
+    assert latent.shape == (5, D, 100)
+    flat = latent.transpose(1, 2).reshape(-1, D)
+    assert torch.allclose(flat.mean(0), torch.zeros(D), atol=1e-3)
+    assert torch.allclose(flat.std(0), torch.ones(D), atol=1e-3)
+    frames = encoder.log_spectrum(audio).transpose(1, 2).reshape(-1, decoder.num_bins).double().numpy()
+    mean = frames.mean(0)
+    components = np.linalg.svd(frames - mean, full_matrices=False)[2][:D]
+    projection = (frames - mean) @ components.T @ components + mean
+    with torch.no_grad():
+        predicted = decoder.spectrum(latent).abs().log().transpose(1, 2).reshape(-1, decoder.num_bins)
+    assert np.abs(predicted.double().numpy() - projection).max() < 1e-2
+    assert np.abs(projection - frames).mean() < np.abs(mean - frames).mean() / 2  # the basis holds the notes
+    with pytest.raises(ValueError, match="principal components"):
+        fit_spectral_basis(STFTEncoder(512, hop_length=640), ISTFTDecoder(512, hop_length=640), audio[:1, :, :6400])

@@ -41,6 +41,7 @@ def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
     stack = dict_from_config(cfg.stft)
     frames = {key: stack.pop(key) for key in ("dimension", "hop_length", "n_fft")}
     floor, max_log_magnitude = stack.pop("floor"), stack.pop("max_log_magnitude")
+    stack.pop("fit_frames", None)  # the solver's (CodecSolver.fit_to_data)
     encoder = STFTEncoder(channels=cfg.channels, floor=floor, **frames, **stack)
     decoder = ISTFTDecoder(channels=cfg.channels, max_log_magnitude=max_log_magnitude, **frames, **stack)
     quantizer = audiocraft_builders.get_quantizer(quantizer_name, cfg, frames["dimension"])

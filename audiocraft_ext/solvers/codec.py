@@ -10,6 +10,9 @@ Changes to AudioCraft's:
   total). It runs on the CPU only: AudioCraft's sums its terms into CPU tensors;
 - `continue_from` takes a codec training run (`//sig/<xp>`, a `checkpoint.th`) or an exported codec, which
   AudioCraft's reads as hub packages only;
+- with `encodec.autoencoder: stft` and `stft.fit_frames: N`, a fresh run (no checkpoint, no `continue_from`) starts
+  from the training music: the autoencoder as a whitened PCA codec of N log-magnitude frames (`fit_spectral_basis`)
+  and each codebook as AudioCraft's k-means of the residual latents of those frames;
 - `trainable: decoder` (with `continue_from`) trains the decoder alone: the encoder and the codebooks stay exactly
   as loaded, in the live weights and in the saved best state (`FrozenPartsEMA`), so that an LM trained on the
   codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
@@ -28,6 +31,7 @@ from torch import nn
 from ..media.audio import write_wav
 from ..models.builders import get_compression_model
 from ..models.loaders import load_compression_model
+from ..modules.stft_autoencoder import fit_spectral_basis
 from .checkpoints import SafeCheckpointMixin
 
 TRAINABLE = ("all", "decoder")
@@ -89,6 +93,33 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
         if self.cfg.trainable == "decoder":
             for name in KEPT_BY_DECODER_TRAINING:
                 getattr(self.model, name).requires_grad_(False)  # no gradient, so the optimizer leaves them
+        fresh = not self.cfg.continue_from and not self.checkpoint_path().exists()
+        if fresh and self.cfg.encodec.autoencoder == "stft" and self.cfg.stft.get("fit_frames", 0):
+            self.fit_to_data(int(self.cfg.stft.fit_frames))
+
+    def fit_to_data(self, num_frames: int) -> None:
+        """Start the STFT autoencoder and the codebooks from `num_frames` latent frames of training batches (before
+        the EMA copies the weights): the whitened PCA codec, then, codebook after codebook, AudioCraft's k-means of
+        what the previous ones leave (`rvq.kmeans_iters` iterations)."""
+        batches, frames = [], 0
+        for batch in self.dataloaders["train"]:
+            audio = batch[0] if isinstance(batch, (tuple, list)) else batch
+            batches.append(audio)
+            frames += audio.shape[0] * (audio.shape[-1] // self.model.encoder.hop_length)
+            if frames >= num_frames:
+                break
+        audio = torch.cat(batches).to(self.device)
+        latent = fit_spectral_basis(self.model.encoder, self.model.decoder, audio)  # [B, D, T]
+        start = latent.transpose(1, 2).reshape(-1, latent.shape[1])[:num_frames]
+        residual = start
+        for layer in self.model.quantizer.vq.layers:
+            codebook = layer._codebook
+            codebook.inited.fill_(False)
+            codebook.init_embed_(residual)
+            residual = residual - layer.decode(layer.encode(residual.T[None]))[0].T
+        self.logger.info("codec started from %d frames of %d training segments: PCA autoencoder, k-means "
+                         "codebooks leaving %.3f of the latent's power", len(start), len(audio),
+                         residual.pow(2).sum() / start.pow(2).sum().clamp(min=1e-12))
 
     def initialize_ema(self):
         super().initialize_ema()
