@@ -102,5 +102,15 @@ def test_fit_spectral_basis_starts_as_the_whitened_pca_codec():
         predicted = decoder.spectrum(latent).abs().log().transpose(1, 2).reshape(-1, decoder.num_bins)
     assert np.abs(predicted.double().numpy() - projection).max() < 1e-2
     assert np.abs(projection - frames).mean() < np.abs(mean - frames).mean() / 2  # the basis holds the notes
+    # a decoder reading 5 frames starts as the same codec on a held latent, averaged over frames otherwise
+    smooth = ISTFTDecoder(D, hop_length=640, hidden=32, num_blocks=1, basis_kernel_size=5)
+    fit_spectral_basis(encoder, smooth, audio)
+    held = latent[:1, :, :1].expand(1, D, 20)
+    with torch.no_grad():
+        assert torch.allclose(smooth.spectrum(held).abs().log(), decoder.spectrum(held).abs().log(), atol=1e-3)
+        jitter = smooth.spectrum(latent).abs().log().diff(dim=-1).abs().mean()
+        assert jitter < decoder.spectrum(latent).abs().log().diff(dim=-1).abs().mean()
+    with pytest.raises(ValueError, match="odd"):
+        ISTFTDecoder(D, hop_length=640, basis_kernel_size=2)
     with pytest.raises(ValueError, match="principal components"):
         fit_spectral_basis(STFTEncoder(512, hop_length=640), ISTFTDecoder(512, hop_length=640), audio[:1, :, :6400])

@@ -41,9 +41,11 @@ def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
     stack = dict_from_config(cfg.stft)
     frames = {key: stack.pop(key) for key in ("dimension", "hop_length", "n_fft")}
     floor, max_log_magnitude = stack.pop("floor"), stack.pop("max_log_magnitude")
+    basis_kernel_size = stack.pop("basis_kernel_size", 1)
     stack.pop("fit_frames", None)  # the solver's (CodecSolver.fit_to_data)
     encoder = STFTEncoder(channels=cfg.channels, floor=floor, **frames, **stack)
-    decoder = ISTFTDecoder(channels=cfg.channels, max_log_magnitude=max_log_magnitude, **frames, **stack)
+    decoder = ISTFTDecoder(channels=cfg.channels, max_log_magnitude=max_log_magnitude,
+                           basis_kernel_size=basis_kernel_size, **frames, **stack)
     quantizer = audiocraft_builders.get_quantizer(quantizer_name, cfg, frames["dimension"])
     return EncodecModel(encoder, decoder, quantizer, frame_rate=kwargs["sample_rate"] // frames["hop_length"],
                         renormalize=renormalize, **kwargs).to(cfg.device)

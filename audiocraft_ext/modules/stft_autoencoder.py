@@ -99,14 +99,19 @@ class ISTFTDecoder(_STFTFrames):
         hop_length: samples per latent frame; the STFT's hop.
         n_fft: STFT size (default 4 hops).
         max_log_magnitude: the predicted log-magnitudes are clipped to it (exp overflows otherwise early in training).
+        basis_kernel_size: frames the linear path reads around each frame (odd). Each frame's codes are chosen on
+            their own, so a quantised latent jitters from frame to frame where the music holds, and the jitter is
+            heard, and detected, as onsets; a window over frames can average it out.
         **stack: `frame_rate_stack` arguments (hidden, num_blocks, ...).
     """
 
     def __init__(self, dimension: int, channels: int = 1, hop_length: int = 640, n_fft: tp.Optional[int] = None,
-                 max_log_magnitude: float = 4.6, **stack):
+                 max_log_magnitude: float = 4.6, basis_kernel_size: int = 1, **stack):
         super().__init__(dimension, channels, hop_length, n_fft)
+        if basis_kernel_size < 1 or basis_kernel_size % 2 == 0:
+            raise ValueError(f"basis_kernel_size must be odd and positive, not {basis_kernel_size}")
         self.max_log_magnitude = max_log_magnitude
-        self.basis = nn.Conv1d(dimension, channels * self.num_bins, 1)  # log-magnitudes, beside the stack's
+        self.basis = nn.Conv1d(dimension, channels * self.num_bins, basis_kernel_size)  # log-magnitudes
         self.model = frame_rate_stack(dimension, channels * 2 * self.num_bins, **stack)
         # phase turned by each bin's centre frequency over one hop (mod 2 pi)
         bins = torch.arange(self.num_bins, dtype=torch.float64)
@@ -123,7 +128,9 @@ class ISTFTDecoder(_STFTFrames):
         codec has learnt to carry each partial's phase, which it did not on a CPU budget (model card)."""
         B, _, T = z.shape
         out = self.model(z).reshape(B * self.channels, 2, self.num_bins, T).float()
-        log_magnitude = out[:, 0] + self.basis(z).reshape(B * self.channels, self.num_bins, T).float()
+        half = self.basis.kernel_size[0] // 2
+        linear = self.basis(nn.functional.pad(z, (half, half), mode="replicate") if half else z)
+        log_magnitude = out[:, 0] + linear.reshape(B * self.channels, self.num_bins, T).float()
         magnitude = torch.exp(log_magnitude.clamp(max=self.max_log_magnitude))
         advance = (self.bin_advance[:, None] + math.pi * torch.tanh(out[:, 1])).double()
         phase = torch.remainder(torch.cumsum(advance, dim=-1), 2 * math.pi).float()  # float64: no drift over T
@@ -140,8 +147,9 @@ class ISTFTDecoder(_STFTFrames):
 def fit_spectral_basis(encoder: STFTEncoder, decoder: ISTFTDecoder, audio: torch.Tensor) -> torch.Tensor:
     """Make the autoencoder a whitened PCA codec of the log-magnitude frames of `audio` `[B, channels, N]`: the
     encoder's `basis` projects a frame on its first `dimension` principal components, each scaled to unit variance
-    over the frames, the decoder's maps them back, and both stacks' last layers are zeroed so that they start
-    from that codec and learn what it misses. Returns the latent of `audio` `[B, dimension, T]` (for example to
+    over the frames, the decoder's maps them back (spread over its `basis_kernel_size` frames with triangular
+    weights, which average out a quantised latent's jitter and keep a held latent's frames exact), and both
+    stacks' last layers are zeroed so that they start from that codec and learn what it misses. Returns the latent of `audio` `[B, dimension, T]` (for example to
     start the codebooks on)."""
     if (encoder.n_fft, encoder.hop_length, encoder.channels) != (decoder.n_fft, decoder.hop_length, decoder.channels):
         raise ValueError("the encoder and the decoder have different STFT geometries")
@@ -155,7 +163,9 @@ def fit_spectral_basis(encoder: STFTEncoder, decoder: ISTFTDecoder, audio: torch
     scale = (singular[:encoder.dimension] / math.sqrt(max(len(frames) - 1, 1))).clamp(min=1e-6)
     encoder.basis.weight.copy_((components / scale[:, None])[..., None])
     encoder.basis.bias.copy_(-(components @ mean) / scale)
-    decoder.basis.weight.copy_((components.T * scale)[..., None])
+    half = decoder.basis.kernel_size[0] // 2
+    taps = torch.cat([torch.arange(1, half + 2), torch.arange(half, 0, -1)]).float()
+    decoder.basis.weight.copy_((components.T * scale)[..., None] * (taps / taps.sum()))
     decoder.basis.bias.copy_(mean)
     for stack in (encoder.model, decoder.model):
         last = stack[-1].conv.conv
