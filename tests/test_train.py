@@ -242,14 +242,16 @@ def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypa
 
 
 def test_codec_training_then_lm_on_that_codec(manifest, tmp_path):
-    """The codec (with the iSTFT decoder) trains with AudioCraft's compression solver through train.sh (with the
-    mrstft loss); its decoder retrains alone from it; the LM then trains on its tokens, and the export ships the
-    codec's weights."""
+    """The codec (with the iSTFT decoder, started from the data's spectra, best state by validation loss) trains
+    with AudioCraft's compression solver through train.sh (with the mrstft loss); its decoder retrains alone from
+    it; the LM then trains on its tokens, and the export ships the codec's weights."""
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
-    codec = ["solver=compression/debug", *data, "encodec.autoencoder=stft"]
+    codec = ["solver=compression/debug", *data, "encodec.autoencoder=stft", "stft.fit_frames=64",
+             "best_metric=msspec"]
     log = tmp_path / "codec.log"
     assert train_sh(codec, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert "codec started from 64 frames" in log.read_text() and "New best state with msspec=" in log.read_text()
     codec_checkpoint = next(dora.glob("xps/*/checkpoint.th"))
     assert list((codec_checkpoint.parent / "samples").rglob("*_codec.wav"))
     history = json.loads((codec_checkpoint.parent / "history.json").read_text())

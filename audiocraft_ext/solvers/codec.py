@@ -13,6 +13,8 @@ Changes to AudioCraft's:
 - with `encodec.autoencoder: stft` and `stft.fit_frames: N`, a fresh run (no checkpoint, no `continue_from`) starts
   from the training music: the autoencoder as a whitened PCA codec of N log-magnitude frames (`fit_spectral_basis`)
   and each codebook as AudioCraft's k-means of the residual latents of those frames;
+- `best_metric` names the validation metric whose lowest epoch is kept as the best state (what exports and loads);
+  AudioCraft keeps the last epoch's, and a codec's figures can swing from one epoch to the next;
 - `trainable: decoder` (with `continue_from`) trains the decoder alone: the encoder and the codebooks stay exactly
   as loaded, in the live weights and in the saved best state (`FrozenPartsEMA`), so that an LM trained on the
   codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
@@ -82,6 +84,10 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
         for losses in (self.aux_losses, self.info_losses):
             for name in list(losses):
                 losses[name] = ScalarLoss(losses[name])
+
+    @property
+    def best_metric_name(self) -> tp.Optional[str]:
+        return self.cfg.get("best_metric") or None
 
     def build_model(self):
         # AudioCraft's, with this project's codec builder (`encodec.autoencoder: stft`)
