@@ -6,12 +6,12 @@ pitched power sits on multiples of the frame rate (50 Hz) whatever the notes (mo
 edition"). Here the encoder reads the log-magnitude STFT whose hop is the codec's hop, and the decoder predicts, for
 every latent frame, the log-magnitude of one STFT frame (as in Vocos, Siuzdak 2023) and each bin's phase advance,
 accumulated over frames as a phase vocoder does. Both run small stacks of AudioCraft's SEANet residual blocks at the
-frame rate, beside a linear map between the log-magnitudes and the latent (`basis`), which `fit_spectral_basis` can
-start as a whitened PCA of the training music's spectra: trained from random weights for 5000 updates, the
-autoencoder's latent kept less of the notes than a PCA of the same size does (model card). A held note's harmonics are spectral lines that stay in phase from frame to frame, at any frequency, where
-a decoder that builds each frame on its own puts a held sound on the frame-rate comb. Measured on the corpus (model
-card): no comb, and the onsets kept, after a few hundred updates; the notes not yet. Not streamable as it stands: the
-phases accumulate over the whole sequence.
+frame rate, beside a linear map between the log-magnitudes and the latent (`basis`). A held note's harmonics are
+spectral lines that stay in phase from frame to frame, at any frequency, where a decoder that builds each frame on
+its own puts a held sound on the frame-rate comb. Measured on the corpus (model card): from random weights, no comb
+and the onsets kept after a few hundred updates, but the notes barely after thousands, when a PCA of the log-spectra
+of the latent's size keeps them; started as that PCA (`fit_spectral_basis`), the notes and the onsets within ~1000
+updates. Not streamable as it stands: the phases accumulate over the whole sequence.
 """
 
 import math
@@ -149,8 +149,8 @@ def fit_spectral_basis(encoder: STFTEncoder, decoder: ISTFTDecoder, audio: torch
     encoder's `basis` projects a frame on its first `dimension` principal components, each scaled to unit variance
     over the frames, the decoder's maps them back (spread over its `basis_kernel_size` frames with triangular
     weights, which average out a quantised latent's jitter and keep a held latent's frames exact), and both
-    stacks' last layers are zeroed so that they start from that codec and learn what it misses. Returns the latent of `audio` `[B, dimension, T]` (for example to
-    start the codebooks on)."""
+    stacks' last layers are zeroed so that they start from that codec and learn what it misses. Returns the latent
+    of `audio` `[B, dimension, T]` (for example to start the codebooks on)."""
     if (encoder.n_fft, encoder.hop_length, encoder.channels) != (decoder.n_fft, decoder.hop_length, decoder.channels):
         raise ValueError("the encoder and the decoder have different STFT geometries")
     features = encoder.log_spectrum(audio).float()

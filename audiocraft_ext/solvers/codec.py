@@ -104,9 +104,9 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
             self.fit_to_data(int(self.cfg.stft.fit_frames))
 
     def fit_to_data(self, num_frames: int) -> None:
-        """Start the STFT autoencoder and the codebooks from `num_frames` latent frames of training batches (before
-        the EMA copies the weights): the whitened PCA codec, then, codebook after codebook, AudioCraft's k-means of
-        what the previous ones leave (`rvq.kmeans_iters` iterations)."""
+        """Start the STFT autoencoder and the codebooks from `num_frames` frames of training batches (before the
+        EMA copies the weights): the whitened PCA codec, then, codebook after codebook, AudioCraft's k-means of
+        what the previous ones leave of the frames' latents (`rvq.kmeans_iters` iterations)."""
         batches, frames = [], 0
         for batch in self.dataloaders["train"]:
             audio = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -123,6 +123,7 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
             codebook.inited.fill_(False)
             codebook.init_embed_(residual)
             residual = residual - layer.decode(layer.encode(residual.T[None]))[0].T
+        flashy.distrib.broadcast_model(self.model)  # every rank starts from rank 0's fit
         self.logger.info("codec started from %d frames of %d training segments: PCA autoencoder, k-means "
                          "codebooks leaving %.3f of the latent's power", len(start), len(audio),
                          residual.pow(2).sum() / start.pow(2).sum().clamp(min=1e-12))
