@@ -1,6 +1,7 @@
 """Training: manifest, dataset, feature cache, CFG dropout, and the train / resume / export path of train.sh."""
 
 import json
+import math
 import os
 from pathlib import Path
 import re
@@ -202,6 +203,8 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     assert len(history) == 4
     train_ce = [epoch["train"]["ce"] for epoch in history]
     assert train_ce[-1] < train_ce[0] - 0.5  # the loss goes down
+    gains = [epoch[stage]["video_gain"] for epoch in history for stage in ("valid", "evaluate") if stage in epoch]
+    assert gains and all(math.isfinite(gain) and gain != 0 for gain in gains)  # zero only if the video is unread
     assert list((checkpoint.parent / "samples" / "epoch_0004").glob("*.wav"))
 
     out = tmp_path / "exported"

@@ -16,6 +16,8 @@ What changes from MusicGen's solver:
   every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the best state is chosen by
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
+- the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
+  its music given its own video over the null video).
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -261,15 +263,12 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         contrast = video_contrast_loss(own, other, items, float(self.cfg.contrastive.temperature))
         return ce + float(self.cfg.contrastive.weight) * contrast, ce_per_codebook
 
-    def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
-                                       ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask (with
-        the contrastive loss: `2B` items, see `_with_other_videos`)."""
-        audio = batch[0]
-        with torch.no_grad():
-            audio_tokens, scale = self.compression_model.encode(audio.to(self.device))
-            assert scale is None, "the LM needs a codec without scale"
-        video, drop = self._video_batch(batch, dropout=self.model.training)
+    @torch.no_grad()
+    def _audio_tokens(self, batch: Batch) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Codec tokens `[B, K, T]` of the batch's audio and the bool padding mask `[B, K, T]` (False past each
+        item's end, where the tokens are the special token if `tokens.padding_with_special_token`)."""
+        audio_tokens, scale = self.compression_model.encode(batch[0].to(self.device))
+        assert scale is None, "the LM needs a codec without scale"
         padding_mask = torch.ones_like(audio_tokens, dtype=torch.bool)
         if self.cfg.tokens.padding_with_special_token:  # tokens of the zero padding past the audio's end
             audio_tokens = audio_tokens.clone()
@@ -277,6 +276,14 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                 valid = math.floor(info.n_frames / info.sample_rate * self.compression_model.frame_rate)
                 audio_tokens[i, :, valid:] = self.model.special_token_id
                 padding_mask[i, :, valid:] = False
+        return audio_tokens, padding_mask
+
+    def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
+                                       ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask (with
+        the contrastive loss: `2B` items, see `_with_other_videos`)."""
+        audio_tokens, padding_mask = self._audio_tokens(batch)
+        video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
             video = self._with_other_videos(batch, video, drop)
@@ -284,6 +291,32 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
         return condition_tensors, audio_tokens, padding_mask
+
+    def run_step(self, idx: int, batch: Batch, metrics: dict) -> dict:  # type: ignore[override]
+        """AudioCraft's step; outside training, also the `video_gain` metric (`_video_gain`)."""
+        metrics = super().run_step(idx, batch, metrics)
+        if not self.is_training:
+            metrics["video_gain"] = self._video_gain(batch)
+        return metrics
+
+    @torch.no_grad()
+    def _video_gain(self, batch: Batch) -> torch.Tensor:
+        """How much the LM reads the video: the mean log-likelihood per token (nats) of each item's music given its
+        own video minus given the null video, averaged over the batch. The cross-entropy can fall while this
+        stays near 0 (an LM that learnt the music and ignores the picture; model/README.md), and it is the gap
+        that classifier-free guidance amplifies at inference."""
+        tokens, padding_mask = self._audio_tokens(batch)
+        video, _ = self._video_batch(batch, dropout=False)
+        with self.autocast:
+            conditions = self.model.compute_video_condition(VideoBatch.cat([video, self._null_batch(video)]))
+            output = self.model.compute_predictions(tokens.repeat(2, 1, 1), [], conditions)
+        own, null = mean_token_log_likelihood(output.logits, tokens.repeat(2, 1, 1),
+                                              padding_mask.repeat(2, 1, 1) & output.mask).chunk(2)
+        return (own - null).mean()
+
+    def _null_batch(self, video: VideoBatch) -> VideoBatch:
+        """The null condition for a batch: the null video for every item, no text (as CFG dropout leaves it)."""
+        return VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
 
     # ----------------------------------------------------------- generation
     @torch.no_grad()
@@ -293,9 +326,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         start = time.time()
         audio = batch[0]
         video, _ = self._video_batch(batch, dropout=False)
-        null = VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
         with self.autocast:
-            conditions = self.model.compute_video_condition(VideoBatch.cat([video, null]))
+            conditions = self.model.compute_video_condition(VideoBatch.cat([video, self._null_batch(video)]))
             tokens = self.model.generate(cfg_condition_tensors=conditions,
                                          max_gen_len=int(round(gen_duration * self.compression_model.frame_rate)),
                                          cfg_coef=self.cfg.classifier_free_guidance.inference_coef,
