@@ -114,3 +114,20 @@ def test_fit_spectral_basis_starts_as_the_whitened_pca_codec():
         ISTFTDecoder(D, hop_length=640, basis_kernel_size=2)
     with pytest.raises(ValueError, match="principal components"):
         fit_spectral_basis(STFTEncoder(512, hop_length=640), ISTFTDecoder(512, hop_length=640), audio[:1, :, :6400])
+
+
+@pytest.mark.parametrize("norm", ["weight_norm", "none"])
+def test_fit_spectral_basis_silences_the_stacks_and_keeps_them_trainable(norm):
+    """With or without weight norm, both stacks output exactly zero after the fit, and their last layers still
+    get gradients (so training can grow them)."""
+    audio = torch.randn(2, 1, 32000) * 0.1
+    encoder = STFTEncoder(8, hop_length=640, hidden=16, num_blocks=1, norm=norm)
+    decoder = ISTFTDecoder(8, hop_length=640, hidden=16, num_blocks=1, norm=norm)
+    latent = fit_spectral_basis(encoder, decoder, audio)
+    features = encoder.log_spectrum(audio)
+    assert not encoder.model(features).any()
+    out = decoder.model(latent.detach())
+    assert not out.any()
+    out.pow(2).add(out).sum().backward()
+    last = decoder.model[-1].conv.conv
+    assert (last.weight_g if norm == "weight_norm" else last.weight).grad.abs().sum() > 0
