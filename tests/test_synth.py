@@ -232,6 +232,12 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     assert codec_only["summary"]["reconstruction"] == summary["reconstruction"]
     assert codec_only["summary"]["codec"] == pytest.approx(summary["codec"])
     assert all("generated" not in row for row in codec_only["clips"])
+    # the sampling is recorded: the model's default, or the guidance asked for
+    assert summary["sampling"]["cfg_coef"] == model.generation_params["cfg_coef"]
+    assert synth_evaluate_main(["--model_path", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),
+                                "--limit", "1", "--cfg_coef", "1.5", "--json", str(out)]) == 0
+    guided = json.loads(out.read_text())["summary"]
+    assert guided["clips"] == 1 and guided["sampling"]["cfg_coef"] == 1.5
 
 
 def test_codec_evaluation_names_a_missing_codec(tmp_path, capsys):

@@ -124,7 +124,7 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
                "generated": correlations(rows, "generated"),
                "hue_chord": {"own_chords_first": sum(r["chord_scores"][0] > max(r["chord_scores"][1:]) for r in rows)
                              / len(rows), "chance": 1 / len(PROGRESSION)},
-               "codec": codec_figures}
+               "codec": codec_figures, "sampling": dict(model.generation_params)}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
     return {"summary": summary, "clips": rows}
@@ -158,6 +158,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                              "--seed and --null_ablation do not apply")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
+    parser.add_argument("--cfg_coef", type=float, default=None,
+                        help="classifier-free guidance coefficient (default: the model's default sampling)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -166,6 +168,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
+        if args.cfg_coef is not None:
+            model.set_generation_params(cfg_coef=args.cfg_coef)
         results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
     print(format_summary(results["summary"]))
     if args.json:
