@@ -17,7 +17,7 @@ What changes from MusicGen's solver:
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
 - the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
-  its music given its own video over the null video).
+  its music given its own video, and text if any, over the null condition).
 Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -302,7 +302,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     @torch.no_grad()
     def _video_gain(self, batch: Batch) -> torch.Tensor:
         """How much the LM reads the video: the mean log-likelihood per token (nats) of each item's music given its
-        own video minus given the null video, averaged over the batch. The cross-entropy can fall while this
+        own condition (video, and text for a model with a text conditioner) minus given the null condition (null
+        video, no text), averaged over the batch. The cross-entropy can fall while this
         stays near 0 (an LM that learnt the music and ignores the picture; model/README.md), and it is the gap
         that classifier-free guidance amplifies at inference."""
         tokens, padding_mask = self._audio_tokens(batch)
