@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
+# no wheel cache: on a fresh machine it only doubles the disk an install needs
+PIP_INSTALL := $(VENV_PYTHON) -m pip install --no-cache-dir
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 ARGS ?=
@@ -13,9 +15,9 @@ $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): requirements.txt setup.py | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install -r requirements.txt
-	$(VENV_PYTHON) -m pip install --no-deps audiocraft==1.3.0
-	$(VENV_PYTHON) -m pip install --no-deps -e .
+	$(PIP_INSTALL) -r requirements.txt
+	$(PIP_INSTALL) --no-deps audiocraft==1.3.0
+	$(PIP_INSTALL) --no-deps -e .
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
