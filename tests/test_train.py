@@ -215,21 +215,28 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model, with the contrastive loss: every weight comes from it, and the loss
-    # starts where it ended; the folder is given relative to where train.sh runs (the solver runs in its XP folder)
+    # fine-tuning from the exported model, with the contrastive and descriptor losses: every weight comes from it,
+    # and the loss starts where it ended; the folder is given relative to where train.sh runs (the solver runs in
+    # its XP folder)
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
-                "generate.every=0", "evaluate.every=0", "contrastive.weight=1"]
+                "generate.every=0", "evaluate.every=0", "contrastive.weight=1", "music_descriptors.weight=1",
+                "dataset.batch_size=4"]  # the descriptor loss ranks at least 3 items
     assert train_sh(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
-    tuned = json.loads(next(p for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent).read_text())
+    tuned_folder = next(p.parent for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent)
+    tuned = json.loads((tuned_folder / "history.json").read_text())
+    tuned_best = torch.load(tuned_folder / "checkpoint.th", weights_only=True)["best_state"]["model"]
+    tower = [key for key in tuned_best if ".visual_encoder_model." in key]
+    assert tower and all(torch.equal(tuned_best[key], best[key]) for key in tower)  # the EMA keeps it exact
     train = tuned[0]["train"]
     cross_entropy = np.mean([train[f"ce_q{k}"] for k in range(1, 5)])
     assert cross_entropy < train_ce[0] - 0.5
-    for stage in ("train", "valid"):  # ce includes the (positive) contrastive term, so the best state follows it
+    for stage in ("train", "valid"):  # ce includes the (positive) auxiliary terms, so the best state follows them
         metrics = tuned[0][stage]
-        assert 0 < metrics["ce"] - np.mean([metrics[f"ce_q{k}"] for k in range(1, 5)]) < 5, stage
+        assert 0 < metrics["descriptors"] <= 2, stage
+        assert 0 < metrics["ce"] - np.mean([metrics[f"ce_q{k}"] for k in range(1, 5)]) < 7, stage
 
 
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):

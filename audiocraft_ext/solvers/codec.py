@@ -16,14 +16,13 @@ Changes to AudioCraft's:
 - `best_metric` names the validation metric whose lowest epoch is kept as the best state (what exports and loads);
   AudioCraft keeps the last epoch's, and a codec's figures can swing from one epoch to the next;
 - `trainable: decoder` (with `continue_from`) trains the decoder alone: the encoder and the codebooks stay exactly
-  as loaded, in the live weights and in the saved best state (`FrozenPartsEMA`), so that an LM trained on the
+  as loaded, in the live weights and in the saved best state (`solvers.ema.FrozenPartsEMA`), so that an LM trained on the
   codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
 """
 
 from pathlib import Path
 import typing as tp
 
-from audiocraft.optim import ModuleDictEMA
 from audiocraft.solvers import builders
 from audiocraft.solvers.compression import CompressionSolver
 import flashy
@@ -35,6 +34,7 @@ from ..models.builders import get_compression_model
 from ..models.loaders import load_compression_model
 from ..modules.stft_autoencoder import fit_spectral_basis
 from .checkpoints import SafeCheckpointMixin
+from .ema import keep_parts_exact
 
 TRAINABLE = ("all", "decoder")
 KEPT_BY_DECODER_TRAINING = ("encoder", "quantizer")  # the codec's parts that `trainable=decoder` leaves as loaded
@@ -49,23 +49,6 @@ class ScalarLoss(nn.Module):
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.loss(estimate, reference).reshape(())
-
-
-class FrozenPartsEMA(ModuleDictEMA):
-    """`ModuleDictEMA` whose averages of the tensors under the `frozen` key prefixes stay exact copies of them:
-    its update (`s * (1 - w) + v * w`) is not bit-exact on unchanged weights, and the best state is saved from the
-    averages."""
-
-    def __init__(self, module_dict: nn.ModuleDict, frozen: tp.Tuple[str, ...], **kwargs):
-        self.frozen = frozen
-        super().__init__(module_dict, **kwargs)
-
-    def step(self):
-        super().step()
-        for module_name, module in self.module_dict.items():
-            for key, value in module.state_dict().items():
-                if key.startswith(self.frozen) and key in self.state[module_name]:
-                    self.state[module_name][key].copy_(value)
 
 
 class CodecSolver(SafeCheckpointMixin, CompressionSolver):
@@ -130,9 +113,8 @@ class CodecSolver(SafeCheckpointMixin, CompressionSolver):
 
     def initialize_ema(self):
         super().initialize_ema()
-        if self.ema is not None and self.cfg.trainable == "decoder":
-            self.ema = FrozenPartsEMA(self.ema.module_dict, tuple(f"{name}." for name in KEPT_BY_DECODER_TRAINING),
-                                      decay=self.ema.decay, unbias=self.ema.unbias, device=self.ema.device)
+        if self.cfg.trainable == "decoder":
+            self.ema = keep_parts_exact(self.ema, tuple(f"{name}." for name in KEPT_BY_DECODER_TRAINING))
 
     def run_step(self, idx: int, batch: torch.Tensor, metrics: dict):
         if self.cfg.trainable == "decoder":  # in training mode the codebooks follow the batches' latents

@@ -16,9 +16,13 @@ What changes from MusicGen's solver:
   every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the best state is chosen by
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
+- optionally (`music_descriptors.weight > 0`), an auxiliary loss on the visual memory: its mean over tokens, read
+  along fixed directions, is trained to order the batch's items as their music's onset rate and register do
+  (`memory_descriptor_loss`); `ce` then includes it too, and the `descriptors` metric reports it.
 - the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
   its music given its own video, and text if any, over the null condition).
-Everything else (optimisation, EMA, autocast, checkpoints and resume, logging) is AudioCraft's.
+- the EMA keeps the frozen CLIP tower exact (`solvers.ema.FrozenPartsEMA`).
+Everything else (optimisation, EMA otherwise, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
 import math
@@ -38,14 +42,16 @@ from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..media.audio import normalize_music, write_wav
 from ..media.mux import mux_music
 from ..models.builders import get_vidmuse_lm, get_visual_config
-from ..models.lm import VideoBatch, VidMuseLM, mean_token_log_likelihood
+from ..models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM, mean_token_log_likelihood
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
+from ..modules.music_descriptors import DESCRIPTORS, music_descriptors, rank_agreement_loss
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
 from .checkpoints import SafeCheckpointMixin
+from .ema import keep_parts_exact
 
 Batch = tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor, tp.List[tp.Any]]
 
@@ -80,6 +86,30 @@ def video_contrast_loss(own: torch.Tensor, other: torch.Tensor, items: torch.Ten
     """
     losses = torch.nn.functional.softplus(-(own - other) / temperature)
     return (losses * items.float()).sum() / items.float().sum().clamp(min=1)
+
+
+def descriptor_directions(dim: int, seed: int = 0) -> torch.Tensor:
+    """Fixed orthonormal directions `[dim, len(DESCRIPTORS)]` along which `memory_descriptor_loss` reads the
+    memory: fixed rather than a learnt head, so training adds no parameter that the exported model would lack."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(dim, len(DESCRIPTORS), generator=generator)).Q
+
+
+def memory_descriptor_loss(memory: torch.Tensor, mask: tp.Optional[torch.Tensor], descriptors: torch.Tensor,
+                           items: torch.Tensor) -> torch.Tensor:
+    """How far the visual memory is from ordering a batch's items as their music's descriptors do.
+
+    Args:
+        memory: `[B, S, D]` cross-attention memory; mask: bool `[B, S]` valid tokens (None: all).
+        descriptors: `[B, N]` `music_descriptors` of the items' music.
+        items: bool `[B]`: the items that take part (not those whose video was nulled).
+    Returns:
+        `rank_agreement_loss` of the memory's mean over valid tokens along `descriptor_directions`.
+    """
+    weights = torch.ones(memory.shape[:2], device=memory.device) if mask is None else mask.float()
+    pooled = (memory.float() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+    predicted = pooled @ descriptor_directions(memory.shape[-1]).to(memory.device)
+    return rank_agreement_loss(predicted, descriptors, items)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
@@ -139,6 +169,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
         self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
+        self._descriptor_loss: tp.Optional[torch.Tensor] = None  # a step's memory_descriptor_loss, if any
+
+    def initialize_ema(self):
+        """AudioCraft's EMA, keeping the frozen CLIP tower exact: averaged, its weights changed in their last
+        bits at every stage, and with them the fingerprint that keys the feature cache."""
+        super().initialize_ema()
+        self.ema = keep_parts_exact(self.ema, ("video_encoder.visual_encoder_model.",))
 
     # ------------------------------------------------------------------ data
     def build_dataloaders(self) -> None:
@@ -252,16 +289,21 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     def _compute_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
         """AudioCraft's cross-entropy on the batch's own items, plus the weighted `video_contrast_loss` when the
-        step prepared other-video items (`_with_other_videos`)."""
+        step prepared other-video items (`_with_other_videos`) and the weighted `memory_descriptor_loss` when it
+        computed one."""
         items = self._contrast_items
         if items is None:
-            return super()._compute_cross_entropy(logits, targets, mask)
-        size = items.shape[0]
-        assert logits.shape[0] == 2 * size, "contrastive items do not match the batch"
-        ce, ce_per_codebook = super()._compute_cross_entropy(logits[:size], targets[:size], mask[:size])
-        own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
-        contrast = video_contrast_loss(own, other, items, float(self.cfg.contrastive.temperature))
-        return ce + float(self.cfg.contrastive.weight) * contrast, ce_per_codebook
+            ce, ce_per_codebook = super()._compute_cross_entropy(logits, targets, mask)
+        else:
+            size = items.shape[0]
+            assert logits.shape[0] == 2 * size, "contrastive items do not match the batch"
+            ce, ce_per_codebook = super()._compute_cross_entropy(logits[:size], targets[:size], mask[:size])
+            own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
+            contrast = video_contrast_loss(own, other, items, float(self.cfg.contrastive.temperature))
+            ce = ce + float(self.cfg.contrastive.weight) * contrast
+        if self._descriptor_loss is not None:
+            ce = ce + float(self.cfg.music_descriptors.weight) * self._descriptor_loss
+        return ce, ce_per_codebook
 
     @torch.no_grad()
     def _audio_tokens(self, batch: Batch) -> tp.Tuple[torch.Tensor, torch.Tensor]:
@@ -285,16 +327,33 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         audio_tokens, padding_mask = self._audio_tokens(batch)
         video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
+        self._descriptor_loss = None
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
             video = self._with_other_videos(batch, video, drop)
             audio_tokens, padding_mask = audio_tokens.repeat(2, 1, 1), padding_mask.repeat(2, 1, 1)
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
+        if self.cfg.music_descriptors.weight > 0:
+            self._descriptor_loss = self._memory_descriptor_loss(batch, condition_tensors, drop)
         return condition_tensors, audio_tokens, padding_mask
 
+    def _memory_descriptor_loss(self, batch: Batch, condition_tensors: dict, drop: torch.Tensor) -> torch.Tensor:
+        """`memory_descriptor_loss` of the batch's own items (the first `B` of the memory) whose video was kept."""
+        wav, infos = batch[0].to(self.device), batch[3]
+        lengths = torch.tensor([min(info.n_frames, wav.shape[-1]) for info in infos], device=self.device)
+        with torch.no_grad():
+            descriptors = music_descriptors(wav, self.cfg.sample_rate, lengths)
+        memory, mask = condition_tensors[VIDEO_CONDITION]
+        size = len(infos)
+        return memory_descriptor_loss(memory[:size], None if mask is None else mask[:size].bool(), descriptors,
+                                      ~drop)
+
     def run_step(self, idx: int, batch: Batch, metrics: dict) -> dict:  # type: ignore[override]
-        """AudioCraft's step; outside training, also the `video_gain` metric (`_video_gain`)."""
+        """AudioCraft's step, with the `descriptors` metric when that loss is on; outside training, also the
+        `video_gain` metric (`_video_gain`)."""
         metrics = super().run_step(idx, batch, metrics)
+        if self._descriptor_loss is not None:
+            metrics["descriptors"] = self._descriptor_loss.detach()
         if not self.is_training:
             metrics["video_gain"] = self._video_gain(batch)
         return metrics
