@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from audiocraft_ext.modules.music_descriptors import music_descriptors, rank_agreement_loss, register
+from audiocraft_ext.modules.music_descriptors import music_descriptors, correlation_loss, register
 from audiocraft_ext.solvers.vidmuse import descriptor_directions, memory_descriptor_loss
 
 SR = 32000
@@ -32,11 +32,11 @@ def test_padding_past_an_items_length_is_not_counted():
     assert music_descriptors(padded, SR)[0, 0] < own[0, 0] - 0.3  # counted over the padding, the rate halves
 
 
-def test_rank_agreement_loss_reads_order_not_scale():
+def test_correlation_loss_ignores_scale_and_offset():
     target = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    assert rank_agreement_loss(100 * target + 7, target) < 1e-6
-    assert torch.isclose(rank_agreement_loss(-target, target), torch.tensor(2.0))
-    assert rank_agreement_loss(-target, target, torch.tensor([True, True, False, False])) == 0  # too few items
+    assert correlation_loss(100 * target + 7, target) < 1e-6
+    assert torch.isclose(correlation_loss(-target, target), torch.tensor(2.0))
+    assert correlation_loss(-target, target, torch.tensor([True, True, False, False])) == 0  # too few items
 
 
 def test_memory_descriptor_loss_trains_the_memory_towards_the_descriptors():

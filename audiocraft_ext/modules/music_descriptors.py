@@ -74,7 +74,7 @@ def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[
     return torch.stack([torch.log1p(rate), register(wav, sample_rate)], dim=1)
 
 
-def rank_agreement_loss(predicted: torch.Tensor, target: torch.Tensor, items: tp.Optional[torch.Tensor] = None
+def correlation_loss(predicted: torch.Tensor, target: torch.Tensor, items: tp.Optional[torch.Tensor] = None
                         ) -> torch.Tensor:
     """1 - Pearson correlation across a batch, per column, averaged over columns: `[B, N], [B, N]` -> scalar.
 

@@ -46,7 +46,7 @@ from ..models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM, mean_token_log_l
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
-from ..modules.music_descriptors import DESCRIPTORS, music_descriptors, rank_agreement_loss
+from ..modules.music_descriptors import DESCRIPTORS, music_descriptors, correlation_loss
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
@@ -104,12 +104,12 @@ def memory_descriptor_loss(memory: torch.Tensor, mask: tp.Optional[torch.Tensor]
         descriptors: `[B, N]` `music_descriptors` of the items' music.
         items: bool `[B]`: the items that take part (not those whose video was nulled).
     Returns:
-        `rank_agreement_loss` of the memory's mean over valid tokens along `descriptor_directions`.
+        `correlation_loss` of the memory's mean over valid tokens along `descriptor_directions`.
     """
     weights = torch.ones(memory.shape[:2], device=memory.device) if mask is None else mask.float()
     pooled = (memory.float() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
     predicted = pooled @ descriptor_directions(memory.shape[-1]).to(memory.device)
-    return rank_agreement_loss(predicted, descriptors, items)
+    return correlation_loss(predicted, descriptors, items)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
