@@ -16,8 +16,8 @@ Changes to AudioCraft's:
 - `best_metric` names the validation metric whose lowest epoch is kept as the best state (what exports and loads);
   AudioCraft keeps the last epoch's, and a codec's figures can swing from one epoch to the next;
 - `trainable: decoder` (with `continue_from`) trains the decoder alone: the encoder and the codebooks stay exactly
-  as loaded, in the live weights and in the saved best state (`solvers.ema.FrozenPartsEMA`), so that an LM trained on the
-  codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
+  as loaded, in the live weights and in the saved best state (`solvers.ema.FrozenPartsEMA`), so that an LM trained
+  on the codec's tokens stays valid with the new decoder. The codebooks run in eval mode, at full bandwidth.
 """
 
 from pathlib import Path
