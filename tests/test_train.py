@@ -19,7 +19,8 @@ from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.solvers.vidmuse import cfg_dropout_video, video_contrast_loss, zero_init_cross_attention
+from audiocraft_ext.solvers.vidmuse import (cfg_dropout_video, noise_music_history, video_contrast_loss,
+                                           zero_init_cross_attention)
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 from audiocraft_ext.utils.checksum import module_fingerprint
 
@@ -123,6 +124,26 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     assert kept_local is local and not none.any()
 
 
+def test_noise_music_history_replaces_a_prefix_and_keeps_the_first_codebook_there():
+    codes = torch.randint(0, 16, (200, 4, 50), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(codes, dtype=torch.bool)
+    mask[:, :, 45:] = False  # padding stays out of the loss
+    inputs, keep = noise_music_history(codes, mask, 0.5, 1024, torch.Generator().manual_seed(1))
+    changed = (inputs != codes).any(1)  # [B, T]; random codes from 1024 almost never equal codes below 16
+    noised = changed.any(1)
+    assert 60 < noised.sum() < 140
+    starts = changed.float().cumprod(1).sum(1).long()  # each noised item: a prefix of steps, then its own codes
+    assert torch.equal(changed.sum(1), starts)
+    assert (inputs[noised].amax((1, 2)) >= 16).all()  # noise is drawn over the codebook, not the batch's codes
+    for item in noised.nonzero()[:, 0].tolist():
+        start = int(starts[item])
+        assert torch.equal(keep[item, 0], mask[item, 0])  # the first codebook trains everywhere
+        assert not keep[item, 1:, :start].any() and torch.equal(keep[item, 1:, start:], mask[item, 1:, start:])
+    assert torch.equal(keep[~noised], mask[~noised]) and torch.equal(inputs[~noised], codes[~noised])
+    same_inputs, same_mask = noise_music_history(codes, mask, 0.0, 1024)
+    assert same_inputs is codes and same_mask is mask
+
+
 def test_video_contrast_loss_prefers_the_own_video():
     own = torch.tensor([-1.0, -2.0, -3.0])  # music i given video i
     other = torch.tensor([-1.5, -2.5, -2.0])  # music i given video i-1
@@ -215,14 +236,14 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model, with the contrastive and descriptor losses: every weight comes from it,
-    # and the loss starts where it ended; the folder is given relative to where train.sh runs (the solver runs in
-    # its XP folder)
+    # fine-tuning from the exported model, with the contrastive and descriptor losses and history noise: every
+    # weight comes from it, and the loss starts where it ended; the folder is given relative to where train.sh
+    # runs (the solver runs in its XP folder)
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
                 "generate.every=0", "evaluate.every=0", "contrastive.weight=1", "music_descriptors.weight=1",
-                "dataset.batch_size=4"]  # the descriptor loss ranks at least 3 items
+                "history_noise.probability=0.5", "dataset.batch_size=4"]  # the descriptor loss ranks at least 3 items
     assert train_sh(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
     tuned_folder = next(p.parent for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent)

@@ -19,6 +19,9 @@ What changes from MusicGen's solver:
 - optionally (`music_descriptors.weight > 0`), an auxiliary loss on the visual memory: its mean over tokens, read
   along fixed directions, is trained to order the batch's items as their music's onset rate and register do
   (`memory_descriptor_loss`); `ce` then includes it too, and the `descriptors` metric reports it.
+- optionally (`history_noise.probability > 0`), training inputs whose music before a random step is random
+  codes (`noise_music_history`), so that the LM learns tempo and register from the video where its past is no
+  guide; the loss stays on the clean codes.
 - the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
   its music given its own video, and text if any, over the null condition).
 - the EMA keeps the frozen CLIP tower exact (`solvers.ema.FrozenPartsEMA`).
@@ -68,6 +71,32 @@ def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_lo
     shape = (-1,) + (1,) * (local.dim() - 1)
     return (torch.where(drop.view(shape), null_local, local),
             torch.where(drop.view(shape), null_glob, glob), drop)
+
+
+def noise_music_history(tokens: torch.Tensor, mask: torch.Tensor, probability: float, card: int,
+                        generator: tp.Optional[torch.Generator] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Training inputs whose past does not always tell the music: for each item with probability `probability`,
+    the codes before a step drawn uniformly in `[0, T)` are replaced by random codes. The LM then has to take
+    tempo and register from the video at many more steps than at a segment's start.
+
+    Args:
+        tokens: `[B, K, T]` codec codes (the targets stay these); mask: bool `[B, K, T]` targets in the loss.
+        probability: share of the items whose history is noised (0: none, and no random draw).
+        card: codebook size (random codes are drawn in `[0, card)`).
+    Returns:
+        the input codes `[B, K, T]` and the loss mask `[B, K, T]`: at noised steps only the first codebook is
+        kept, since the delay pattern predicts the finer codebooks of a step from its (noised) first codebook.
+    """
+    if probability <= 0:
+        return tokens, mask
+    batch, codebooks, steps = tokens.shape
+    noised = torch.rand(batch, generator=generator, device=tokens.device) < probability
+    start = (torch.rand(batch, generator=generator, device=tokens.device) * steps).long()
+    before = noised[:, None] & (torch.arange(steps, device=tokens.device)[None] < start[:, None])  # [B, T]
+    random = torch.randint(0, card, tokens.shape, generator=generator, device=tokens.device)
+    inputs = torch.where(before[:, None], random, tokens)
+    finer = torch.arange(codebooks, device=tokens.device)[None, :, None] > 0
+    return inputs, mask & ~(before[:, None] & finer)
 
 
 def video_contrast_loss(own: torch.Tensor, other: torch.Tensor, items: torch.Tensor, temperature: float
@@ -170,6 +199,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         self._null_tokens: tp.Optional[torch.Tensor] = None
         self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
         self._descriptor_loss: tp.Optional[torch.Tensor] = None  # a step's memory_descriptor_loss, if any
+        self._targets: tp.Optional[torch.Tensor] = None  # a step's clean codes when its inputs were noised
 
     def initialize_ema(self):
         """AudioCraft's EMA, keeping the frozen CLIP tower exact: averaged, its weights changed in their last
@@ -288,9 +318,10 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
 
     def _compute_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
-        """AudioCraft's cross-entropy on the batch's own items, plus the weighted `video_contrast_loss` when the
-        step prepared other-video items (`_with_other_videos`) and the weighted `memory_descriptor_loss` when it
-        computed one."""
+        """AudioCraft's cross-entropy on the batch's own items (against the clean codes when the step's inputs were
+        noised, see `noise_music_history`), plus the weighted `video_contrast_loss` when the step prepared
+        other-video items (`_with_other_videos`) and the weighted `memory_descriptor_loss` when it computed one."""
+        targets = targets if self._targets is None else self._targets
         items = self._contrast_items
         if items is None:
             ce, ce_per_codebook = super()._compute_cross_entropy(logits, targets, mask)
@@ -322,15 +353,20 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        """Video condition tensors (with CFG dropout when training), codec tokens `[B, K, T]`, padding mask (with
-        the contrastive loss: `2B` items, see `_with_other_videos`)."""
-        audio_tokens, padding_mask = self._audio_tokens(batch)
+        """Video condition tensors (with CFG dropout when training), the LM's input codes `[B, K, T]` (with
+        `noise_music_history` when training; the clean codes then go to `_targets`), loss mask (with the
+        contrastive loss: `2B` items, see `_with_other_videos`)."""
+        targets, padding_mask = self._audio_tokens(batch)
         video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
         self._descriptor_loss = None
+        noise = float(self.cfg.history_noise.probability) if self.model.training else 0.0
+        audio_tokens, padding_mask = noise_music_history(targets, padding_mask, noise, self.model.card)
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
             video = self._with_other_videos(batch, video, drop)
             audio_tokens, padding_mask = audio_tokens.repeat(2, 1, 1), padding_mask.repeat(2, 1, 1)
+            targets = targets.repeat(2, 1, 1)
+        self._targets = targets if noise > 0 else None
         with self.autocast:
             condition_tensors = self.model.compute_video_condition(video)
         if self.cfg.music_descriptors.weight > 0:
