@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from audiocraft_ext.modules.music_descriptors import music_descriptors, correlation_loss, register
+from audiocraft_ext.modules.music_descriptors import correlation_loss, music_descriptors, register
 from audiocraft_ext.solvers.vidmuse import descriptor_directions, memory_descriptor_loss
 
 SR = 32000

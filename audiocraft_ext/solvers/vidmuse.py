@@ -49,7 +49,7 @@ from ..models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM, mean_token_log_l
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
-from ..modules.music_descriptors import DESCRIPTORS, music_descriptors, correlation_loss
+from ..modules.music_descriptors import DESCRIPTORS, correlation_loss, music_descriptors
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
