@@ -4,6 +4,7 @@ held-out look stays out of training corpora, and the evaluation runs end to end.
 import colorsys
 from dataclasses import replace
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -15,8 +16,8 @@ from audiocraft_ext.media.video import probe_video
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth import corpus
 from audiocraft_ext.synth.attributes import comb_share, music_attributes, spearman
-from audiocraft_ext.synth.corpus import (HELD_OUT_LOOKS, LOOKS, PROGRESSION, TRAIN_LOOKS, ZOOM_PER_SPEED, ClipSpec,
-                                         chord_variants, sample_spec, scenes_for, score_for, spec_from_row,
+from audiocraft_ext.synth.corpus import (HELD_OUT_LOOKS, LOOKS, PROGRESSION, SPEED_RANGE, TRAIN_LOOKS,
+                                         VARIANT_SPEED_SHIFT, ZOOM_PER_SPEED, ClipSpec, chord_variants, sample_spec, scenes_for, score_for, spec_from_row,
                                          synthesize, video_format, write_clip, write_corpus)
 from audiocraft_ext.synth.evaluate import evaluate, format_summary, main as synth_evaluate_main
 from audiocraft_ext.synth.music import DRUM_CHANNEL, MusicRenderError, Note, find_soundfont, render_notes
@@ -109,6 +110,26 @@ def test_chord_variants_change_only_the_harmony():
                                                                                 spec.onsets_per_second, spec.cuts)
         assert all(a != b for a, b in zip(variant.chords, spec.chords))
         assert not np.allclose(synthesize(variant), synthesize(spec))
+
+
+def test_speed_pairs_differ_only_in_speed_and_tempo(tmp_path):
+    specs = write_corpus(tmp_path, count=2, seed=21, duration=1.5, progress=False, speed_pairs=True)
+    assert [s.seed for s in specs] == [21, 21, 22, 22]
+    for spec, variant in (specs[:2], specs[2:]):
+        assert replace(variant, speed=spec.speed) == spec == sample_spec(spec.seed, 1.5)
+        low, high = SPEED_RANGE
+        assert abs(variant.speed - spec.speed) >= VARIANT_SPEED_SHIFT[0] * (high - low) - 1e-9
+        assert low <= variant.speed <= high and variant.onsets_per_second != spec.onsets_per_second
+        for scene, moved in zip(scenes_for(spec), scenes_for(variant)):  # the same shot, moving at another speed
+            assert (moved.top, moved.background, moved.lighting, len(moved.shapes)) == (
+                scene.top, scene.background, scene.lighting, len(scene.shapes))
+    manifest = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
+    assert [Path(m["video_path"]).name for m in manifest] == ["clip_000021.mp4", "clip_000021_b.mp4",
+                                                              "clip_000022.mp4", "clip_000022_b.mp4"]
+    assert [m["group"] for m in manifest] == ["21", "21", "22", "22"]
+    attributes = [json.loads(line) for line in (tmp_path / "attributes.jsonl").read_text().splitlines()]
+    assert [a["speed"] for a in attributes] == [s.speed for s in specs]
+    assert all(Path(m["path"]).is_file() and Path(m["video_path"]).is_file() for m in manifest)
 
 
 def test_camera_and_shapes_move_at_the_clip_speed():

@@ -19,13 +19,13 @@ from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.solvers.vidmuse import (cfg_dropout_video, noise_music_history, video_contrast_loss,
-                                           zero_init_cross_attention)
+from audiocraft_ext.solvers.vidmuse import (cfg_dropout_video, contrast_partners, noise_music_history,
+                                           video_contrast_loss, zero_init_cross_attention)
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 from audiocraft_ext.utils.checksum import module_fingerprint
 
 from conftest import build_tiny_lm, interrupt_at_first_checkpoint, train_sh
-from media import read_index, write_video
+from media import index_frame, read_index, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,33 @@ def test_dataset_items_are_time_aligned(tmp_path):
         assert [read_index(local[:, k]) for k in range(6)] == [round((info.seek_time + k / 2) * 10) for k in range(6)]
     batch = dataset.collater([dataset[0], dataset[1]])
     assert batch[0].shape == (2, 1, 96000) and batch[1].shape == (2, 3, 6, 32, 32) and len(batch[3]) == 2
+
+
+def test_variant_pairs_come_side_by_side_at_one_segment_start(tmp_path):
+    metas = []
+    for name, group, offset in (("a", "1", 0), ("a_b", "1", 20), ("c", "2", 40), ("c_b", "2", 60)):
+        path = write_video(tmp_path / f"{name}.mp4", 100, 10, audio_seconds=10.0,
+                           frame_fn=lambda i, h, w, offset=offset: index_frame(i + offset, h, w))
+        metas.append(VideoAudioMeta(path=str(path), duration=10.0, sample_rate=32000, video_path=str(path),
+                                    group=group))
+    dataset = VideoAudioDataset(metas, num_global_frames=2, frame_size=32, seek_mode="random", segment_duration=2.0,
+                                sample_rate=32000, channels=1, num_samples=8, shuffle=True, pair_variants=True)
+    wav, local, glob, infos = dataset.collater([dataset[i] for i in range(4)])
+    assert wav.shape == (8, 1, 64000) and local.shape == (8, 3, 4, 32, 32) and len(infos) == 8
+    for first, second in zip(infos[::2], infos[1::2]):
+        assert first.meta.group == second.meta.group and first.meta.path != second.meta.path
+        assert first.seek_time == second.seek_time
+    for item, info in enumerate(infos):  # each segment's frames come from its own video
+        offset = {"a": 0, "a_b": 20, "c": 40, "c_b": 60}[Path(info.meta.path).stem]
+        assert read_index(local[item, :, 0]) == offset + round(info.seek_time * 10)
+    assert contrast_partners([info.meta.group for info in infos]).tolist() == [1, 0, 3, 2, 5, 4, 7, 6]
+    with pytest.raises(ValueError, match="no variant in their group"):
+        VideoAudioDataset(metas[:3], segment_duration=2.0, sample_rate=32000, channels=1, pair_variants=True)
+
+
+def test_contrast_partners_roll_a_batch_that_is_not_paired():
+    assert contrast_partners([None, None, None]).tolist() == [2, 0, 1]
+    assert contrast_partners(["1", "1", "2", "3"]).tolist() == [3, 0, 1, 2]
 
 
 def test_feature_cache_matches_clip_and_follows_file_changes(tmp_path, tiny_lm_cfg):

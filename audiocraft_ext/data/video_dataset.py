@@ -8,6 +8,11 @@ A manifest line is AudioCraft's `AudioMeta` plus `video_path` (AudioCraft's own 
   (`[Tl, P, D]`), frame k at `seek + k / local_fps` (timestamp-aligned with the audio);
 - global frames spread over the whole video (`[3, Tg, H, W]` or tokens `[Tg, P, D]`).
 Segments start at multiples of the segment duration by default, as the release's dataset does.
+
+Clips that share a manifest `group` are variants of one scene (for instance the same clip at another motion
+speed, `synth.corpus --speed_pairs`); with `pair_variants` each item is a clip and another clip of its group at
+the same segment start, and the collater puts the two side by side (a batch of B items holds 2B segments, the
+variants at 2j and 2j + 1), so that a contrastive loss can tell them apart by what differs between them.
 """
 
 from dataclasses import dataclass
@@ -33,10 +38,12 @@ SEEK_MODES = ("release", "random")
 
 @dataclass(order=True)
 class VideoAudioMeta(AudioMeta):
-    """`AudioMeta` with the video the music goes with, and an optional text description of the music (else read
-    from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one)."""
+    """`AudioMeta` with the video the music goes with, an optional text description of the music (else read
+    from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one), and an optional
+    `group`: clips sharing it are variants of one scene (see `VideoAudioDataset`'s `pair_variants`)."""
     video_path: str = ""
     description: tp.Optional[str] = None
+    group: tp.Optional[str] = None
 
     @classmethod
     def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":
@@ -114,12 +121,14 @@ class VideoAudioDataset(AudioDataset):
         seek_mode: `release` (segments start at multiples of the segment duration) or `random` (anywhere, on the
             local frame grid).
         feature_cache: return cached CLIP tokens instead of frames (built beforehand, see `FeatureCache`).
+        pair_variants: each item is a clip and another clip of its manifest `group`, at the same segment start
+            (`ValueError` if a clip has no other clip in its group); see the module docstring.
         **kwargs: `AudioDataset` arguments (segment_duration, sample_rate, channels, shuffle, ...).
     """
 
     def __init__(self, meta: tp.List[VideoAudioMeta], local_fps: float = 2.0, num_global_frames: int = 32,
                  frame_size: int = 224, resize_mode: str = "squash", seek_mode: str = "release",
-                 feature_cache: tp.Optional[FeatureCache] = None, **kwargs):
+                 feature_cache: tp.Optional[FeatureCache] = None, pair_variants: bool = False, **kwargs):
         kwargs["return_info"] = True
         super().__init__(meta, **kwargs)  # type: ignore[arg-type]
         if self.segment_duration is None:
@@ -132,6 +141,15 @@ class VideoAudioDataset(AudioDataset):
         self.resize_mode = resize_mode
         self.seek_mode = seek_mode
         self.feature_cache = feature_cache
+        self.variants: tp.Optional[tp.Dict[str, tp.List[VideoAudioMeta]]] = None
+        if pair_variants:
+            self.variants = {}
+            for meta in self.meta:
+                self.variants.setdefault(meta.group or meta.path, []).append(meta)  # type: ignore[attr-defined]
+            alone = [metas[0].path for metas in self.variants.values() if len(metas) < 2]
+            if alone:
+                raise ValueError(f"pair_variants: {len(alone)} clips have no variant in their group "
+                                 f"(manifest field `group`), e.g. {alone[0]}")
 
     def _rng(self, index: int) -> torch.Generator:
         rng = torch.Generator()
@@ -151,25 +169,35 @@ class VideoAudioDataset(AudioDataset):
         return math.floor(u * max_seek * self.local_fps) / self.local_fps
 
     def __getitem__(self, index: int):  # type: ignore[override]
+        """`(wav, local, global, info)` of a segment; with `pair_variants`, a list of two such tuples."""
         assert self.segment_duration is not None
         rng = self._rng(index)
         for retry in range(self.max_read_retry):
             meta = self.sample_file(index, rng)
             assert isinstance(meta, VideoAudioMeta)
             seek = self._seek(meta, rng)
+            metas = [meta]
+            if self.variants is not None:
+                others = [other for other in self.variants[meta.group or meta.path] if other is not meta]
+                metas.append(others[int(torch.randint(len(others), (1,), generator=rng))])
             try:
-                wav, sr = audio_read(meta.path, seek, self.segment_duration, pad=False)
-                wav = convert_audio(wav, sr, self.sample_rate, self.channels)
-                n_frames = wav.shape[-1]
-                target = int(self.segment_duration * self.sample_rate)
-                wav = F.pad(wav, (0, target - n_frames))
-                local, glob = self._visual(meta, seek)
+                items = [self._segment(one, seek) for one in metas]
             except Exception as exc:
-                logger.warning("cannot read %s / %s: %r", meta.path, meta.video_path, exc)
+                logger.warning("cannot read %s: %r", " / ".join(f"{m.path} / {m.video_path}" for m in metas), exc)
                 if retry == self.max_read_retry - 1:
                     raise
             else:
                 break
+        return items if self.variants is not None else items[0]
+
+    def _segment(self, meta: VideoAudioMeta, seek: float):
+        assert self.segment_duration is not None
+        wav, sr = audio_read(meta.path, seek, self.segment_duration, pad=False)
+        wav = convert_audio(wav, sr, self.sample_rate, self.channels)
+        n_frames = wav.shape[-1]
+        target = int(self.segment_duration * self.sample_rate)
+        wav = F.pad(wav, (0, target - n_frames))
+        local, glob = self._visual(meta, seek)
         info = VideoSegmentInfo(meta, seek, n_frames=n_frames, total_frames=target, sample_rate=self.sample_rate,
                                 channels=wav.shape[0], description=read_description(meta))
         return wav, local, glob, info
@@ -184,5 +212,8 @@ class VideoAudioDataset(AudioDataset):
         return frames.local_frames, frames.global_frames
 
     def collater(self, samples):  # type: ignore[override]
+        """`(wav [B, C, T], local, global, infos)`; with `pair_variants`, `2B` segments, variants side by side."""
+        if self.variants is not None:
+            samples = [segment for pair in samples for segment in pair]
         wavs, local, glob, infos = zip(*samples)
         return torch.stack(wavs), torch.stack(local), torch.stack(glob), list(infos)

@@ -12,7 +12,8 @@ What changes from MusicGen's solver:
   (the fusion output starts at zero);
 - the generate stage writes music for the videos of the generate set;
 - optionally (`contrastive.weight > 0`), a likelihood-ratio loss: each item's music is scored again given another
-  item's video, and the model learns to prefer its own (`video_contrast_loss`). The `ce` and `ppl` metrics of
+  item's video (its variant's, with `dataset.pair_variants`: `contrast_partners`), and the model learns to prefer
+  its own (`video_contrast_loss`). The `ce` and `ppl` metrics of
   every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the best state is chosen by
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
@@ -102,11 +103,11 @@ def noise_music_history(tokens: torch.Tensor, mask: torch.Tensor, probability: f
 def video_contrast_loss(own: torch.Tensor, other: torch.Tensor, items: torch.Tensor, temperature: float
                         ) -> torch.Tensor:
     """Likelihood-ratio loss of a batch whose music was scored given its own videos and given other ones: for
-    item i's music, its own video against video i-1.
+    item i's music, its own video against its partner's (`contrast_partners`).
 
     Args:
         own: `[B]` mean log-likelihood per token of item i's music given its own video.
-        other: `[B]` the same given item i-1's video (the batch's videos rolled by one).
+        other: `[B]` the same given its partner's video.
         items: bool `[B]`: the items that take part (see `VidMuseSolver._with_other_videos`).
         temperature: nats per token; the gap `own - other` enters as `softplus(-gap / temperature)`, the loss of a
             two-way classifier that tells the true video by the likelihood it gives the music.
@@ -115,6 +116,19 @@ def video_contrast_loss(own: torch.Tensor, other: torch.Tensor, items: torch.Ten
     """
     losses = torch.nn.functional.softplus(-(own - other) / temperature)
     return (losses * items.float()).sum() / items.float().sum().clamp(min=1)
+
+
+def contrast_partners(groups: tp.Sequence[tp.Optional[str]]) -> torch.Tensor:
+    """Whose video each item's music is scored against in the contrastive loss: `[B]` item indices.
+
+    A batch of variant pairs (`VideoAudioDataset`'s `pair_variants`: items 2j and 2j + 1 share a manifest group)
+    swaps within each pair, so the loss can only be lowered by what tells the variants apart; any other batch
+    takes the previous item (the batch rolled by one).
+    """
+    size = len(groups)
+    index = torch.arange(size)
+    paired = size % 2 == 0 and all(groups[i] is not None and groups[i] == groups[i + 1] for i in range(0, size, 2))
+    return index ^ 1 if paired else index.roll(1)
 
 
 def descriptor_directions(dim: int, seed: int = 0) -> torch.Tensor:
@@ -305,14 +319,15 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         return VideoBatch(local, glob, descriptions=texts), drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
-        """For the contrastive loss: the batch's videos followed by each item's neighbour's video (the batch
-        rolled by one, never nulled; each item keeps its own text). Sets `_contrast_items`, the items that take
-        part: not those whose own video was nulled, nor those whose neighbour is a segment of the same video."""
+        """For the contrastive loss: the batch's videos followed by each item's partner's video
+        (`contrast_partners`; never nulled; each item keeps its own text). Sets `_contrast_items`, the items that
+        take part: not those whose own video was nulled, nor those whose partner is a segment of the same video."""
         _, local, glob, infos = batch
-        other = VideoBatch(local.to(self.device).roll(1, 0), glob.to(self.device).roll(1, 0),
+        partners = contrast_partners([info.meta.group for info in infos])
+        other = VideoBatch(local.to(self.device)[partners], glob.to(self.device)[partners],
                            descriptions=video.descriptions)
         paths = [info.meta.video_path for info in infos]
-        same = torch.tensor([path == paths[i - 1] for i, path in enumerate(paths)], device=drop.device)
+        same = torch.tensor([path == paths[j] for path, j in zip(paths, partners.tolist())], device=drop.device)
         self._contrast_items = ~drop & ~same
         return VideoBatch.cat([video, other])
 

@@ -22,6 +22,10 @@ instruments (melody, bass, pad) are drawn per clip. A clip's music depends on it
 
     python -m audiocraft_ext.synth.corpus --out egs/synth/train --count 2000 --seed 0 --workers 2
     python -m audiocraft_ext.synth.corpus --out egs/synth/test --count 24 --seed 100000 --looks held_out
+
+With `--speed_pairs`, each seed is written twice: the clip, and the same clip at another speed (`speed_variant`:
+the same scenes, camera, lighting, band and chords; other motion and so another tempo), sharing the manifest
+`group` so that training can contrast the two (`dataset.pair_variants`).
 """
 
 import argparse
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 32000
 BRIGHTNESS_RANGE = (0.35, 1.15)
 SPEED_RANGE = (0.04, 0.44)       # orbit turns (and pan frames) per second: <= 0.22 between 2 fps frames
+VARIANT_SPEED_SHIFT = (0.35, 0.65)  # a speed variant's distance from its clip, as a share of SPEED_RANGE (cyclic)
 ONSETS_RANGE = (1.0, 5.0)        # melody notes per second
 BASE_NOTE_RANGE = (45, 72)       # MIDI note of the melody's lowest chord tone: A2 (dark) .. C5 (bright)
 STRIPE_PERIOD = 0.5             # frame units: the pan (<= 0.22 frame between 2 fps frames) stays under half of it
@@ -136,6 +141,13 @@ def sample_spec(seed: int, duration: float = 10.0, looks: tp.Sequence[str] = TRA
     look = _pick(np.random.default_rng([seed, 3]), looks)
     return ClipSpec(seed, duration, float(rng.uniform(*BRIGHTNESS_RANGE)), float(rng.uniform(*SPEED_RANGE)),
                     cuts, chords, look)
+
+
+def speed_variant(spec: ClipSpec) -> ClipSpec:
+    """The clip `spec` at another speed, at least a third of `SPEED_RANGE` away (drawn from the seed's own stream):
+    everything else, the picture's layout and the music's band, chords and register, stays."""
+    shift = np.random.default_rng([spec.seed, 6]).uniform(*VARIANT_SPEED_SHIFT)
+    return replace(spec, speed=_lerp(SPEED_RANGE, (_unit(spec.speed, SPEED_RANGE) + shift) % 1.0))
 
 
 def video_format(seed: int) -> VideoFormat:
@@ -251,39 +263,46 @@ def synthesize(spec: ClipSpec, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return (out / peak * 0.8 if peak > 0 else out).astype(np.float32)
 
 
-def write_clip(spec: ClipSpec, folder: Path) -> VideoAudioMeta:
-    """Write `clip_<seed>.mp4` (no audio, in the clip's `video_format`) and `clip_<seed>.wav`; return the
-    manifest entry."""
+def write_clip(spec: ClipSpec, folder: Path, variant: str = "", group: tp.Optional[str] = None) -> VideoAudioMeta:
+    """Write `clip_<seed><variant>.mp4` (no audio, in the clip's `video_format`) and `clip_<seed><variant>.wav`;
+    return the manifest entry (in `group`, if given)."""
     video_fmt = video_format(spec.seed)
-    video = write_scenes(folder / f"clip_{spec.seed:06d}.mp4", scenes_for(spec), video_fmt.fps, video_fmt.size,
-                         crf=video_fmt.crf)
-    wav = write_wav(folder / f"clip_{spec.seed:06d}.wav", torch.from_numpy(synthesize(spec))[None], SAMPLE_RATE)
+    stem = f"clip_{spec.seed:06d}{variant}"
+    video = write_scenes(folder / f"{stem}.mp4", scenes_for(spec), video_fmt.fps, video_fmt.size, crf=video_fmt.crf)
+    wav = write_wav(folder / f"{stem}.wav", torch.from_numpy(synthesize(spec))[None], SAMPLE_RATE)
     return VideoAudioMeta(path=str(wav.resolve()), duration=spec.duration, sample_rate=SAMPLE_RATE,
-                          video_path=str(video.resolve()))
+                          video_path=str(video.resolve()), group=group)
 
 
 def write_corpus(folder: tp.Union[str, Path], count: int, seed: int = 0, duration: float = 10.0,
-                 progress: bool = True, workers: int = 1, looks: tp.Sequence[str] = TRAIN_LOOKS
-                 ) -> tp.List[ClipSpec]:
+                 progress: bool = True, workers: int = 1, looks: tp.Sequence[str] = TRAIN_LOOKS,
+                 speed_pairs: bool = False) -> tp.List[ClipSpec]:
     """Write `count` clips (seeds `seed` .. `seed + count - 1`) of the given `looks`, `data.jsonl` and
     `attributes.jsonl`, rendering in `workers` processes (the files do not depend on it: each clip is rendered
-    from its own seed)."""
+    from its own seed). With `speed_pairs`, each clip is followed by its `speed_variant` (`clip_<seed>_b`), the
+    two in the manifest group `<seed>`; returns the specs in the manifest's order."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    specs = [sample_spec(seed + i, duration, looks) for i in range(count)]
-    bar = dict(desc="clips", total=count, disable=not progress)
+    specs, variants, groups = [], [], []
+    for spec in (sample_spec(seed + i, duration, looks) for i in range(count)):
+        pair = [spec, speed_variant(spec)] if speed_pairs else [spec]
+        specs += pair
+        variants += ["", "_b"][:len(pair)]
+        groups += [str(spec.seed) if speed_pairs else None] * len(pair)
+    bar = dict(desc="clips", total=len(specs), disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            metas = list(tqdm(pool.map(write_clip, specs, [folder] * count, chunksize=8), **bar))
+            metas = list(tqdm(pool.map(write_clip, specs, [folder] * len(specs), variants, groups, chunksize=8),
+                              **bar))
     else:
-        metas = [write_clip(spec, folder) for spec in tqdm(specs, **bar)]
+        metas = [write_clip(*args) for args in tqdm(zip(specs, [folder] * len(specs), variants, groups), **bar)]
     save_video_audio_meta(folder / "data.jsonl", metas)
     with open(folder / "attributes.jsonl", "w") as f:
         for spec, meta in zip(specs, metas):
             f.write(json.dumps({**asdict(spec), **asdict(video_format(spec.seed)), "video_path": meta.video_path,
-                                "path": meta.path, "onsets_per_second": spec.onsets_per_second,
+                                "path": meta.path, "group": meta.group, "onsets_per_second": spec.onsets_per_second,
                                 "base_note": spec.base_note, "band": asdict(band_for(spec))}) + "\n")
-    logger.info("%d clips (%s) in %s", count, ", ".join(sorted(set(s.look for s in specs))), folder)
+    logger.info("%d clips (%s) in %s", len(specs), ", ".join(sorted(set(s.look for s in specs))), folder)
     return specs
 
 
@@ -297,12 +316,15 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--looks", nargs="+", default=["train"], metavar="LOOK",
                         help=f"background families among {', '.join(LOOKS)}; `train` for all but the held-out "
                              f"{', '.join(HELD_OUT_LOOKS)} (the default), `held_out` for those only")
+    parser.add_argument("--speed_pairs", action="store_true",
+                        help="also write each clip at another speed (clip_<seed>_b), grouped with it in the manifest")
     args = parser.parse_args(argv)
     looks = [look for name in args.looks
              for look in {"train": TRAIN_LOOKS, "held_out": HELD_OUT_LOOKS}.get(name, (name,))]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        write_corpus(args.out, args.count, args.seed, args.duration, workers=args.workers, looks=looks)
+        write_corpus(args.out, args.count, args.seed, args.duration, workers=args.workers, looks=looks,
+                     speed_pairs=args.speed_pairs)
     except (ValueError, MusicRenderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
