@@ -242,9 +242,12 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     assert summary["hue_chord"]["chance"] == 1 / len(PROGRESSION)
     assert 0 <= summary["codec"]["frame_comb_share"] <= 1 and 0 < summary["codec"]["reference_frame_comb_share"] < 0.5
     assert 0 <= summary["hue_chord"]["own_chords_first"] <= 1
+    assert summary["speed_tempo"]["own_tempo_first"] == sum(
+        row["speed_scores"][0] > row["speed_scores"][1] for row in results["clips"]) / 3
     for row, spec in zip(results["clips"], specs):
         assert spec_from_row(row) == spec and len(row["chord_scores"]) == len(PROGRESSION)
-    assert "brightness->pitch" in format_summary(summary) and "hue -> chord" in format_summary(summary)
+        assert len(row["speed_scores"]) == 2
+    assert all(line in format_summary(summary) for line in ("brightness->pitch", "hue -> chord", "speed -> tempo"))
     # the codec alone (`--codec`) measures the same reconstructions as the full evaluation, and generates nothing
     out = tmp_path / "codec.json"
     assert synth_evaluate_main(["--codec", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),

@@ -6,10 +6,11 @@ Spearman's rho between the driving attributes (brightness, speed) and the measur
 reference music (the rules' ceiling) and, with `--null_ablation`, for music generated from the null (black) video,
 where the correlations should vanish. For the hue -> chord rule it scores, with the recommendation score, each
 clip's own music against the same music with other chords in every scene (`chord_variants`: same register,
-tempo and cuts) and reports how often the own chords score highest (chance 1/5). It also reports the codec's
-reconstruction of the reference music (SI-SNR, mel distance) and the same correlations measured on it: the
-ceiling of any LM over that codec (a codec that blurs the pitch caps brightness -> pitch however well the LM
-reads the picture). `--codec` measures a codec alone (a training checkpoint or an export), before an LM exists.
+tempo and cuts) and reports how often the own chords score highest (chance 1/5); for the speed -> tempo rule,
+the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
+It also reports the codec's reconstruction of the reference music (SI-SNR, mel distance) and the same
+correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
+brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training checkpoint or an export), before an LM exists.
 
     python -m audiocraft_ext.synth.evaluate --model_path ./model --corpus egs/synth/test --null_ablation
     python -m audiocraft_ext.synth.evaluate --codec output/vidmuse/xps/<codec sig>/checkpoint.th --corpus egs/synth/test
@@ -35,7 +36,8 @@ from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
 from ..utils.atomic import atomic_output
 from .attributes import comb_share, music_attributes, spearman
-from .corpus import PROGRESSION, SAMPLE_RATE, chord_variants, spec_from_row, synthesize
+from .corpus import (PROGRESSION, SAMPLE_RATE, ClipSpec, chord_variants, spec_from_row, speed_variant,
+                     synthesize)
 
 
 def load_attributes(corpus: Path) -> tp.List[dict]:
@@ -97,10 +99,16 @@ def evaluate_codec(codec: CompressionModel, corpus: Path, limit: tp.Optional[int
             "clips": rows}
 
 
-def chord_scores(model: VidMuse, frames: VideoFrames, row: dict) -> tp.List[float]:
-    """Recommendation scores, for the clip's video, of its music and of its `chord_variants` (own music first)."""
-    variants = [torch.from_numpy(synthesize(spec))[None] for spec in chord_variants(spec_from_row(row))]
+def variant_scores(model: VidMuse, frames: VideoFrames, specs: tp.Sequence[ClipSpec]) -> tp.List[float]:
+    """Recommendation scores, for a clip's video, of the music of each of `specs` (the clip's own first, then
+    variants of it: `chord_variants`, `speed_variant`)."""
+    variants = [torch.from_numpy(synthesize(spec))[None] for spec in specs]
     return score_tracks(model, frames, [encode_audio(model, wav, SAMPLE_RATE) for wav in variants])
+
+
+def own_first(rows: tp.List[dict], key: str) -> float:
+    """The share of `rows` whose own music (first of `row[key]`) scores above all its variants."""
+    return sum(r[key][0] > max(r[key][1:]) for r in rows) / len(rows)
 
 
 def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = False,
@@ -112,7 +120,9 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
         frames = model.load_video(row["video_path"])
         generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
-        row["chord_scores"] = chord_scores(model, frames, row)
+        spec = spec_from_row(row)
+        row["chord_scores"] = variant_scores(model, frames, chord_variants(spec))
+        row["speed_scores"] = variant_scores(model, frames, [spec, speed_variant(spec)])
         if null_ablation:  # the same draws without the picture: what is left of the correlations
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
@@ -122,8 +132,8 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
     summary = {"clips": len(rows), "reference": correlations(rows, "reference"),
                "reconstruction": correlations(rows, "reconstruction"),
                "generated": correlations(rows, "generated"),
-               "hue_chord": {"own_chords_first": sum(r["chord_scores"][0] > max(r["chord_scores"][1:]) for r in rows)
-                             / len(rows), "chance": 1 / len(PROGRESSION)},
+               "hue_chord": {"own_chords_first": own_first(rows, "chord_scores"), "chance": 1 / len(PROGRESSION)},
+               "speed_tempo": {"own_tempo_first": own_first(rows, "speed_scores"), "chance": 0.5},
                "codec": codec_figures, "sampling": dict(model.generation_params)}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
@@ -141,6 +151,10 @@ def format_summary(summary: dict) -> str:
         chords = summary["hue_chord"]
         lines.append(f"hue -> chord: own chords score highest for {chords['own_chords_first']:.2f} of the clips "
                      f"(against the same music with other chords; chance {chords['chance']:.2f})")
+    if "speed_tempo" in summary:
+        tempo = summary["speed_tempo"]
+        lines.append(f"speed -> tempo: own tempo scores higher for {tempo['own_tempo_first']:.2f} of the clips "
+                     f"(against the same music at another speed, `speed_variant`; chance {tempo['chance']:.2f})")
     codec = summary["codec"]
     lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}, power on "
                  f"the frame-rate comb {codec['frame_comb_share']:.2f} (reference music "
