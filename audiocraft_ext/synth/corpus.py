@@ -263,11 +263,11 @@ def synthesize(spec: ClipSpec, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return (out / peak * 0.8 if peak > 0 else out).astype(np.float32)
 
 
-def write_clip(spec: ClipSpec, folder: Path, variant: str = "", group: tp.Optional[str] = None) -> VideoAudioMeta:
-    """Write `clip_<seed><variant>.mp4` (no audio, in the clip's `video_format`) and `clip_<seed><variant>.wav`;
+def write_clip(spec: ClipSpec, folder: Path, suffix: str = "", group: tp.Optional[str] = None) -> VideoAudioMeta:
+    """Write `clip_<seed><suffix>.mp4` (no audio, in the clip's `video_format`) and `clip_<seed><suffix>.wav`;
     return the manifest entry (in `group`, if given)."""
     video_fmt = video_format(spec.seed)
-    stem = f"clip_{spec.seed:06d}{variant}"
+    stem = f"clip_{spec.seed:06d}{suffix}"
     video = write_scenes(folder / f"{stem}.mp4", scenes_for(spec), video_fmt.fps, video_fmt.size, crf=video_fmt.crf)
     wav = write_wav(folder / f"{stem}.wav", torch.from_numpy(synthesize(spec))[None], SAMPLE_RATE)
     return VideoAudioMeta(path=str(wav.resolve()), duration=spec.duration, sample_rate=SAMPLE_RATE,
@@ -283,19 +283,19 @@ def write_corpus(folder: tp.Union[str, Path], count: int, seed: int = 0, duratio
     two in the manifest group `<seed>`; returns the specs in the manifest's order."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    specs, variants, groups = [], [], []
+    specs, suffixes, groups = [], [], []
     for spec in (sample_spec(seed + i, duration, looks) for i in range(count)):
         pair = [spec, speed_variant(spec)] if speed_pairs else [spec]
         specs += pair
-        variants += ["", "_b"][:len(pair)]
+        suffixes += ["", "_b"][:len(pair)]
         groups += [str(spec.seed) if speed_pairs else None] * len(pair)
     bar = dict(desc="clips", total=len(specs), disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            metas = list(tqdm(pool.map(write_clip, specs, [folder] * len(specs), variants, groups, chunksize=8),
+            metas = list(tqdm(pool.map(write_clip, specs, [folder] * len(specs), suffixes, groups, chunksize=8),
                               **bar))
     else:
-        metas = [write_clip(*args) for args in tqdm(zip(specs, [folder] * len(specs), variants, groups), **bar)]
+        metas = [write_clip(*args) for args in tqdm(zip(specs, [folder] * len(specs), suffixes, groups), **bar)]
     save_video_audio_meta(folder / "data.jsonl", metas)
     with open(folder / "attributes.jsonl", "w") as f:
         for spec, meta in zip(specs, metas):
