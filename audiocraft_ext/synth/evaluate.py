@@ -10,7 +10,8 @@ tempo and cuts) and reports how often the own chords score highest (chance 1/5);
 the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
 It also reports the codec's reconstruction of the reference music (SI-SNR, mel distance) and the same
 correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
-brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training checkpoint or an export), before an LM exists.
+brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
+checkpoint or an export), before an LM exists.
 
     python -m audiocraft_ext.synth.evaluate --model_path ./model --corpus egs/synth/test --null_ablation
     python -m audiocraft_ext.synth.evaluate --codec output/vidmuse/xps/<codec sig>/checkpoint.th --corpus egs/synth/test
@@ -121,8 +122,8 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
         generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
         spec = spec_from_row(row)
-        row["chord_scores"] = variant_scores(model, frames, chord_variants(spec))
-        row["speed_scores"] = variant_scores(model, frames, [spec, speed_variant(spec)])
+        scores = variant_scores(model, frames, [*chord_variants(spec), speed_variant(spec)])  # own music first
+        row["chord_scores"], row["speed_scores"] = scores[:-1], [scores[0], scores[-1]]
         if null_ablation:  # the same draws without the picture: what is left of the correlations
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
