@@ -17,8 +17,9 @@ from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth import corpus
 from audiocraft_ext.synth.attributes import comb_share, music_attributes, spearman
 from audiocraft_ext.synth.corpus import (HELD_OUT_LOOKS, LOOKS, PROGRESSION, SPEED_RANGE, TRAIN_LOOKS,
-                                         VARIANT_SPEED_SHIFT, ZOOM_PER_SPEED, ClipSpec, chord_variants, sample_spec, scenes_for, score_for, spec_from_row,
-                                         synthesize, video_format, write_clip, write_corpus)
+                                         VARIANT_SPEED_SHIFT, ZOOM_PER_SPEED, ClipSpec, chord_variants, sample_spec,
+                                         scenes_for, score_for, spec_from_row, synthesize, video_format, write_clip,
+                                         write_corpus)
 from audiocraft_ext.synth.evaluate import evaluate, format_summary, main as synth_evaluate_main
 from audiocraft_ext.synth.music import DRUM_CHANNEL, MusicRenderError, Note, find_soundfont, render_notes
 from audiocraft_ext.synth.scenes import LIGHTINGS, Scene, Shape, render
