@@ -1,11 +1,14 @@
-"""Music descriptors (onset rate, register) and the visual memory's auxiliary loss on them."""
+"""Music descriptors (onset rate, register), their prediction from the video and the conditioning on them."""
 
 import math
 
 import torch
 
-from audiocraft_ext.modules.music_descriptors import correlation_loss, music_descriptors, register
-from audiocraft_ext.solvers.vidmuse import descriptor_directions, memory_descriptor_loss
+from audiocraft_ext.models.lm import VideoBatch
+from audiocraft_ext.modules.music_descriptors import music_descriptors, register
+from audiocraft_ext.solvers.vidmuse import descriptor_loss
+
+from conftest import build_tiny_lm
 
 SR = 32000
 
@@ -32,31 +35,40 @@ def test_padding_past_an_items_length_is_not_counted():
     assert music_descriptors(padded, SR)[0, 0] < own[0, 0] - 0.3  # counted over the padding, the rate halves
 
 
-def test_correlation_loss_ignores_scale_and_offset():
-    target = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    assert correlation_loss(100 * target + 7, target) < 1e-6
-    assert torch.isclose(correlation_loss(-target, target), torch.tensor(2.0))
-    assert correlation_loss(-target, target, torch.tensor([True, True, False, False])) == 0  # too few items
+def test_descriptor_loss_counts_the_chosen_items_only():
+    predicted = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    target = torch.zeros(3, 2)
+    assert descriptor_loss(predicted, target, torch.tensor([True, True, False])) == 0.5
+    assert descriptor_loss(predicted, target, torch.zeros(3, dtype=torch.bool)) == 0
 
 
-def test_memory_descriptor_loss_trains_the_memory_towards_the_descriptors():
-    torch.manual_seed(0)
-    descriptors = torch.randn(8, 2)
-    memory = torch.randn(8, 5, 16, requires_grad=True)
-    items = torch.ones(8, dtype=torch.bool)
-    optimizer = torch.optim.SGD([memory], lr=1.0)
-    before = memory_descriptor_loss(memory, None, descriptors, items).item()
-    for _ in range(50):
-        optimizer.zero_grad()
-        memory_descriptor_loss(memory, None, descriptors, items).backward()
-        optimizer.step()
-    assert memory_descriptor_loss(memory, None, descriptors, items) < min(0.05, before)
-    directions = descriptor_directions(16)
-    assert torch.allclose(directions.T @ directions, torch.eye(2), atol=1e-5)
-    assert torch.equal(directions, descriptor_directions(16))  # fixed: nothing to save with the model
-    masked = torch.ones(8, 5, dtype=torch.bool)
-    masked[:, 3:] = False
-    changed = memory.detach().clone()
-    changed[:, 3:] += 100  # padding tokens do not count
-    assert torch.isclose(memory_descriptor_loss(changed, masked, descriptors, items),
-                         memory_descriptor_loss(memory.detach()[:, :3], None, descriptors, items))
+def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm_cfg):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    lm = build_tiny_lm(cfg)
+    encoder = lm.video_encoder
+    torch.nn.init.normal_(encoder.descriptor_embedding[-1].weight)  # zero at start: the memory would not change
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 3, 2, 224, 224), generator=g, dtype=torch.uint8)
+    video = VideoBatch(frames, frames)
+    conditions, predicted = lm.video_condition(video)
+    assert predicted.shape == (3, 2)
+    memory = conditions["video"][0]
+    plain = encoder(frames, frames)
+    assert torch.allclose(memory, encoder.add_descriptors(plain, predicted), atol=1e-5)
+
+    music = torch.tensor([[1.2, 8.0], [float("nan")] * 2, [2.0, 9.0]])  # the middle item keeps its prediction
+    taught = lm.video_condition(VideoBatch(frames, frames, music_descriptors=music))[0]["video"][0]
+    used = torch.cat([encoder.normalize_descriptors(music[:1]), predicted[1:2], encoder.normalize_descriptors(music[2:])])
+    assert torch.allclose(taught, encoder.add_descriptors(plain, used), atol=1e-5)
+    assert not torch.allclose(taught[0], memory[0], atol=1e-3)
+    assert torch.allclose(taught[1], memory[1], atol=1e-5)
+    mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
+    assert torch.allclose(encoder.normalize_descriptors(mean + std), torch.ones(2))
+
+    # the head learns from the descriptor loss alone: the LM's condition carries no gradient to it
+    predicted.sum().backward()
+    assert encoder.descriptor_head[-1].weight.grad is not None
+    encoder.zero_grad()
+    lm.video_condition(video)[0]["video"][0].sum().backward()
+    assert encoder.descriptor_head[-1].weight.grad is None or not encoder.descriptor_head[-1].weight.grad.any()

@@ -236,7 +236,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     args = ["solver=vidmuse/debug", *data, "optim.epochs=4", "optim.updates_per_epoch=12", "generate.every=4",
-            "evaluate.every=4"]
+            "evaluate.every=4", "video.visual.music_descriptors=true", "music_descriptors.weight=1"]
     log = tmp_path / "first.log"
     process = train_sh(args, dora, log)
     checkpoint = interrupt_at_first_checkpoint(process, dora, log)
@@ -263,14 +263,14 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model, with the contrastive and descriptor losses and history noise: every
+    # fine-tuning from the exported model (with its music descriptors), with the contrastive loss and history noise: every
     # weight comes from it, and the loss starts where it ended; the folder is given relative to where train.sh
     # runs (the solver runs in its XP folder)
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
-                "generate.every=0", "evaluate.every=0", "contrastive.weight=1", "music_descriptors.weight=1",
-                "history_noise.probability=0.5", "dataset.batch_size=4"]  # the descriptor loss ranks at least 3 items
+                "generate.every=0", "evaluate.every=0", "contrastive.weight=1", "video.visual.music_descriptors=true",
+                "music_descriptors.weight=1", "history_noise.probability=0.5", "dataset.batch_size=4"]
     assert train_sh(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
     tuned_folder = next(p.parent for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent)

@@ -38,12 +38,16 @@ class VideoBatch:
         local_lengths: `[B]` number of valid local frames per item (default: all T).
         local_times: `[B, T]` seconds of each local frame from the window start (default: k / local_fps).
         descriptions: optional text per item, for models with a text conditioner (None: no text).
+        music_descriptors: optional `[B, N]` `music_descriptors` of the items' music, for a model built with
+            `music_descriptors` to condition on instead of the ones it predicts from the video (teacher forcing in
+            training); rows of NaN, or None, take the predicted ones.
     """
     local_frames: torch.Tensor
     global_frames: torch.Tensor
     local_lengths: tp.Optional[torch.Tensor] = None
     local_times: tp.Optional[torch.Tensor] = None
     descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None
+    music_descriptors: tp.Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.local_frames.shape[0]
@@ -72,9 +76,15 @@ class VideoBatch:
                    else torch.full((len(b),), b.num_local_frames) for b in batches]
         times = [b.local_times for b in batches]
         texts = [text for b in batches for text in b.texts]
+        given = [b.music_descriptors for b in batches if b.music_descriptors is not None]
+        descriptors = None
+        if given:
+            descriptors = torch.cat([b.music_descriptors if b.music_descriptors is not None
+                                     else given[0].new_full((len(b), given[0].shape[1]), float("nan"))
+                                     for b in batches])
         return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
                           torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times),  # type: ignore
-                          None if all(t is None for t in texts) else texts)
+                          None if all(t is None for t in texts) else texts, descriptors)
 
 
 @dataclass
@@ -246,6 +256,13 @@ class VidMuseLM(LMModel):
         With `with_null`, the batch is `[cond, null]` (2B items, null = black frames and no text), computed in
         one pass, as classifier-free guidance needs it.
         """
+        return self.video_condition(video, with_null)[0]
+
+    def video_condition(self, video: VideoBatch, with_null: bool = False
+                        ) -> tp.Tuple[ConditionTensors, tp.Optional[torch.Tensor]]:
+        """`compute_video_condition`, and for a model built with `music_descriptors` the descriptors it predicts
+        from each item's video, on the unit scale `[B, N]` (None otherwise). The memory carries the embedding of
+        `video.music_descriptors` where given, of the predicted ones (without gradient) elsewhere."""
         if not self.has_text_conditioner and any(text is not None for text in video.texts):
             raise ValueError("this model has no text conditioner: descriptions cannot be used")
         if with_null:
@@ -259,6 +276,14 @@ class VidMuseLM(LMModel):
         else:
             frame_valid = torch.arange(T, device=device)[None, :] < video.local_lengths.to(device)[:, None]
             mask = frame_valid.repeat_interleave(self.video_encoder.tokens_per_frame, dim=1)
+        predicted = None
+        if self.visual_config.music_descriptors:
+            predicted = self.video_encoder.predict_descriptors(memory, mask)
+            used = predicted.detach()  # the head learns from the music's descriptors only, not from the LM's loss
+            if video.music_descriptors is not None:
+                given = self.video_encoder.normalize_descriptors(video.music_descriptors.to(device))
+                used = torch.where(given.isnan(), used, given.to(used))
+            memory = self.video_encoder.add_descriptors(memory, used)
         conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
         if self.has_text_conditioner:
             conditioner = self.condition_provider.conditioners[TEXT_CONDITION]
@@ -268,7 +293,7 @@ class VidMuseLM(LMModel):
                 frozen_t5.to(device)
             attributes = [ConditioningAttributes(text={TEXT_CONDITION: text}) for text in video.texts]
             conditions.update(self.condition_provider(self.condition_provider.tokenize(attributes)))
-        return conditions
+        return conditions, predicted
 
     def _cross_conditions(self, condition_tensors: ConditionTensors) -> tp.List[tp.Tuple[torch.Tensor, torch.Tensor]]:
         """(memory, mask) of each condition fused by cross-attention, in the order AudioCraft's fuser joins them."""

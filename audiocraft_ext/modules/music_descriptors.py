@@ -2,9 +2,9 @@
 high its register is.
 
 They are what a video should tell about its music (a fast picture, busy music; a bright picture, a high register),
-computed from the audio alone, so any training set provides them. `VidMuseSolver` can train the visual memory to
-order a batch's items as these descriptors do (`music_descriptors.weight`), so that what predicts them, such as
-motion, reaches the memory the LM attends to.
+computed from the audio alone, so any training set provides them. A VidMuse LM built with
+`VisualConfig.music_descriptors` predicts them from its video and is conditioned on them; `VidMuseSolver`
+trains the prediction on these values and conditions training on them (teacher forcing).
 """
 
 import typing as tp
@@ -72,20 +72,3 @@ def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[
         frame_lengths = (lengths.to(wav.device) // hop + 1).clamp(max=wav.shape[-1] // hop + 1)
     rate = onset_rate(onset_envelope(wav, sample_rate, hop_seconds), 1 / hop_seconds, frame_lengths)
     return torch.stack([torch.log1p(rate), register(wav, sample_rate)], dim=1)
-
-
-def correlation_loss(predicted: torch.Tensor, target: torch.Tensor, items: tp.Optional[torch.Tensor] = None
-                        ) -> torch.Tensor:
-    """1 - Pearson correlation across a batch, per column, averaged over columns: `[B, N], [B, N]` -> scalar.
-
-    Only the order and spread of the predictions across the batch matter, not their scale or offset, so a
-    memory can meet it without changing its magnitude. `items` (bool `[B]`) selects the items that take part;
-    with fewer than 3 of them the loss is zero."""
-    if items is not None:
-        predicted, target = predicted[items], target[items]
-    if predicted.shape[0] < 3:
-        return predicted.sum() * 0
-    p = predicted - predicted.mean(0)
-    t = target - target.mean(0)
-    correlation = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0)).clamp(min=1e-8)
-    return (1 - correlation).mean()

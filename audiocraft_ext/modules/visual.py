@@ -47,6 +47,14 @@ class VisualConfig:
             frame); the LM's frame rate (50) puts frame times on the scale of the LM's own sinusoidal positions,
             so that a decoding step can find the frames of its own time.
         frame_time_max_period: max period of that embedding, in positions.
+        music_descriptors: predict the music's descriptors (`modules.music_descriptors`: onset rate, register)
+            from the memory, by an MLP of its mean over valid tokens (`predict_descriptors`), and add an embedding
+            of descriptors to every memory token (`add_descriptors`): the values read off the music itself in
+            training (teacher forcing), the predicted ones at inference. The LM then learns tempo and register
+            from a clean signal, and the picture sets them through the predictor. Off in the release.
+        descriptor_mean, descriptor_std: the descriptors' typical mean and spread, to put them on a unit scale
+            (defaults: 2 s segments of the synthetic corpus, log(1 + onsets/s) 1.52 +- 0.40, register 8.25 +- 0.53
+            log2 Hz).
         local_fps: rate of the local frames (2 in the release).
         num_global_frames: global frames at inference (32 in the release; its training used 64).
     """
@@ -62,6 +70,9 @@ class VisualConfig:
     frame_time_embedding: bool = False
     frame_time_rate: tp.Optional[float] = None
     frame_time_max_period: float = 10000.0
+    music_descriptors: bool = False
+    descriptor_mean: tp.Tuple[float, ...] = (1.5, 8.25)
+    descriptor_std: tp.Tuple[float, ...] = (0.4, 0.5)
     local_fps: float = 2.0
     num_global_frames: int = 32
 
@@ -226,6 +237,16 @@ class VideoEncoder(nn.Module):
             nn.init.zeros_(last.bias)
         self.multi_head_cross_attention = GlobalContextAttention(dim, config.fusion_heads)
         self.visual_feature_proj = nn.Linear(dim, output_dim)
+        self.descriptor_head: tp.Optional[nn.Sequential] = None
+        self.descriptor_embedding: tp.Optional[nn.Sequential] = None
+        if config.music_descriptors:
+            count = len(config.descriptor_mean)
+            self.descriptor_head = nn.Sequential(nn.LayerNorm(output_dim), nn.Linear(output_dim, output_dim),
+                                                 nn.GELU(), nn.Linear(output_dim, count))
+            self.descriptor_embedding = nn.Sequential(nn.Linear(count, output_dim), nn.GELU(),
+                                                      nn.Linear(output_dim, output_dim))
+            nn.init.zeros_(self.descriptor_embedding[-1].weight)  # a model fine-tuned with it keeps its memory at first
+            nn.init.zeros_(self.descriptor_embedding[-1].bias)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -313,6 +334,26 @@ class VideoEncoder(nn.Module):
         B, _, T = visual.shape[:3]
         tokens = self.clip_tokens(rearrange(visual, "b c t h w -> (b t) c h w"))
         return tokens.view(B, T, *tokens.shape[1:])
+
+    def normalize_descriptors(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """`music_descriptors` values `[B, N]` -> the same on the unit scale the head predicts `[B, N]`."""
+        mean, std = (torch.tensor(v, dtype=torch.float32, device=descriptors.device)
+                     for v in (self.config.descriptor_mean, self.config.descriptor_std))
+        return (descriptors.float() - mean) / std
+
+    def predict_descriptors(self, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The music's descriptors on the unit scale `[B, N]` predicted from memory `[B, S, output_dim]` (its mean
+        over the tokens where the bool `mask` `[B, S]` holds)."""
+        assert self.descriptor_head is not None, "built without music_descriptors"
+        weights = mask.to(memory.dtype)[..., None]
+        pooled = (memory * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return self.descriptor_head(pooled)
+
+    def add_descriptors(self, memory: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Memory `[B, S, output_dim]` with the embedding of descriptors on the unit scale `[B, N]` added to
+        every token."""
+        assert self.descriptor_embedding is not None, "built without music_descriptors"
+        return memory + self.descriptor_embedding(descriptors.to(memory.dtype))[:, None]
 
     def forward(self, local: torch.Tensor, glob: torch.Tensor, local_times: tp.Optional[torch.Tensor] = None,
                 local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -17,9 +17,11 @@ What changes from MusicGen's solver:
   every stage then include it (`ce` = mean of `ce_q*` + weight x contrast), so that the best state is chosen by
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
-- optionally (`music_descriptors.weight > 0`), an auxiliary loss on the visual memory: its mean over tokens, read
-  along fixed directions, is trained to order the batch's items as their music's onset rate and register do
-  (`memory_descriptor_loss`); `ce` then includes it too, and the `descriptors` metric reports it.
+- for a model built with `video.visual.music_descriptors`, the music's descriptors (onset rate, register, read
+  off each item's audio): the head that predicts them from the video learns them (`descriptor_loss`, weighted by
+  `music_descriptors.weight`; `ce` then includes it, and the `descriptors` metric reports it), and in training the
+  LM is conditioned on the music's own values, with a little noise (`music_descriptors.teacher_noise`), where it
+  is conditioned on the predicted ones elsewhere (teacher forcing);
 - optionally (`history_noise.probability > 0`), training inputs whose music before a random step is random
   codes (`noise_music_history`), so that the LM learns tempo and register from the video where its past is no
   guide; the loss stays on the clean codes.
@@ -50,7 +52,7 @@ from ..models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM, mean_token_log_l
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
-from ..modules.music_descriptors import DESCRIPTORS, correlation_loss, music_descriptors
+from ..modules.music_descriptors import music_descriptors
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
@@ -131,28 +133,12 @@ def contrast_partners(groups: tp.Sequence[tp.Optional[str]]) -> torch.Tensor:
     return index ^ 1 if paired else index.roll(1)
 
 
-def descriptor_directions(dim: int, seed: int = 0) -> torch.Tensor:
-    """Fixed orthonormal directions `[dim, len(DESCRIPTORS)]` along which `memory_descriptor_loss` reads the
-    memory: fixed rather than a learnt head, so training adds no parameter that the exported model would lack."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.linalg.qr(torch.randn(dim, len(DESCRIPTORS), generator=generator)).Q
-
-
-def memory_descriptor_loss(memory: torch.Tensor, mask: tp.Optional[torch.Tensor], descriptors: torch.Tensor,
-                           items: torch.Tensor) -> torch.Tensor:
-    """How far the visual memory is from ordering a batch's items as their music's descriptors do.
-
-    Args:
-        memory: `[B, S, D]` cross-attention memory; mask: bool `[B, S]` valid tokens (None: all).
-        descriptors: `[B, N]` `music_descriptors` of the items' music.
-        items: bool `[B]`: the items that take part (not those whose video was nulled).
-    Returns:
-        `correlation_loss` of the memory's mean over valid tokens along `descriptor_directions`.
-    """
-    weights = torch.ones(memory.shape[:2], device=memory.device) if mask is None else mask.float()
-    pooled = (memory.float() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
-    predicted = pooled @ descriptor_directions(memory.shape[-1]).to(memory.device)
-    return correlation_loss(predicted, descriptors, items)
+def descriptor_loss(predicted: torch.Tensor, target: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of predicted music descriptors `[B, N]` against the music's own `[B, N]` (both on the
+    unit scale, `VideoEncoder.normalize_descriptors`), over the items where bool `items` `[B]` holds (zero if
+    none does)."""
+    errors = (predicted.float() - target.float()).pow(2).mean(1)
+    return (errors * items.float()).sum() / items.float().sum().clamp(min=1)
 
 
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
@@ -197,6 +183,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             load_pretrained_clip(self.model, self.cfg.video.clip_pretrained)
         if self.cfg.video.get("zero_init_cross_attention"):
             zero_init_cross_attention(self.model)
+        if self.model.visual_config.music_descriptors != (self.cfg.music_descriptors.weight > 0):
+            raise ValueError("video.visual.music_descriptors=true and music_descriptors.weight > 0 go together: the "
+                             "descriptor head learns only from that loss, and the loss needs the head")
         if self.cfg.fsdp.use:
             raise ValueError("FSDP is not supported for VidMuse training; use DDP (dora run -d)")
         self.register_ema("model")
@@ -212,7 +201,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
         self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
-        self._descriptor_loss: tp.Optional[torch.Tensor] = None  # a step's memory_descriptor_loss, if any
+        self._descriptor_loss: tp.Optional[torch.Tensor] = None  # a step's descriptor_loss, if any
         self._targets: tp.Optional[torch.Tensor] = None  # a step's clean codes when its inputs were noised
 
     def initialize_ema(self):
@@ -324,8 +313,10 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         take part: not those whose own video was nulled, nor those whose partner is a segment of the same video."""
         _, local, glob, infos = batch
         partners = contrast_partners([info.meta.group for info in infos])
+        descriptors = video.music_descriptors
         other = VideoBatch(local.to(self.device)[partners], glob.to(self.device)[partners],
-                           descriptions=video.descriptions)
+                           descriptions=video.descriptions,
+                           music_descriptors=None if descriptors is None else descriptors[partners.to(descriptors.device)])
         paths = [info.meta.video_path for info in infos]
         same = torch.tensor([path == paths[j] for path, j in zip(paths, partners.tolist())], device=drop.device)
         self._contrast_items = ~drop & ~same
@@ -335,7 +326,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
         """AudioCraft's cross-entropy on the batch's own items (against the clean codes when the step's inputs were
         noised, see `noise_music_history`), plus the weighted `video_contrast_loss` when the step prepared
-        other-video items (`_with_other_videos`) and the weighted `memory_descriptor_loss` when it computed one."""
+        other-video items (`_with_other_videos`) and the weighted `descriptor_loss` when it computed one."""
         targets = targets if self._targets is None else self._targets
         items = self._contrast_items
         if items is None:
@@ -368,13 +359,19 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
 
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        """Video condition tensors (with CFG dropout when training), the LM's input codes `[B, K, T]` (with
-        `noise_music_history` when training; the clean codes then go to `_targets`), loss mask (with the
+        """Video condition tensors (with CFG dropout when training, and for a model built with music descriptors
+        conditioned on the music's own when training: `_teacher_descriptors`), the LM's input codes `[B, K, T]`
+        (with `noise_music_history` when training; the clean codes then go to `_targets`), loss mask (with the
         contrastive loss: `2B` items, see `_with_other_videos`)."""
         targets, padding_mask = self._audio_tokens(batch)
         video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
         self._descriptor_loss = None
+        descriptors = None
+        if self.model.visual_config.music_descriptors:
+            descriptors = self._music_descriptors(batch)
+            if self.model.training:
+                video.music_descriptors = self._teacher_descriptors(descriptors, drop)
         noise = float(self.cfg.history_noise.probability) if self.model.training else 0.0
         audio_tokens, padding_mask = noise_music_history(targets, padding_mask, noise, self.model.card)
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
@@ -383,21 +380,27 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             targets = targets.repeat(2, 1, 1)
         self._targets = targets if noise > 0 else None
         with self.autocast:
-            condition_tensors = self.model.compute_video_condition(video)
-        if self.cfg.music_descriptors.weight > 0:
-            self._descriptor_loss = self._memory_descriptor_loss(batch, condition_tensors, drop)
+            condition_tensors, predicted = self.model.video_condition(video)
+        if descriptors is not None:
+            assert predicted is not None
+            target = self.model.video_encoder.normalize_descriptors(descriptors)
+            self._descriptor_loss = descriptor_loss(predicted[:len(target)], target, ~drop)
         return condition_tensors, audio_tokens, padding_mask
 
-    def _memory_descriptor_loss(self, batch: Batch, condition_tensors: dict, drop: torch.Tensor) -> torch.Tensor:
-        """`memory_descriptor_loss` of the batch's own items (the first `B` of the memory) whose video was kept."""
+    @torch.no_grad()
+    def _music_descriptors(self, batch: Batch) -> torch.Tensor:
+        """`music_descriptors` `[B, N]` of the batch's audio (each item over its valid samples)."""
         wav, infos = batch[0].to(self.device), batch[3]
         lengths = torch.tensor([min(info.n_frames, wav.shape[-1]) for info in infos], device=self.device)
-        with torch.no_grad():
-            descriptors = music_descriptors(wav, self.cfg.sample_rate, lengths)
-        memory, mask = condition_tensors[VIDEO_CONDITION]
-        size = len(infos)
-        return memory_descriptor_loss(memory[:size], None if mask is None else mask[:size].bool(), descriptors,
-                                      ~drop)
+        return music_descriptors(wav, self.cfg.sample_rate, lengths)
+
+    def _teacher_descriptors(self, descriptors: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """The descriptors a training batch is conditioned on: the music's own `[B, N]`, plus Gaussian noise of
+        `music_descriptors.teacher_noise` times their typical spread (the predicted ones at inference are never
+        exact), NaN (the predicted ones, here from the null video) for the items nulled by CFG dropout."""
+        std = torch.tensor(self.model.visual_config.descriptor_std, device=descriptors.device)
+        noisy = descriptors + float(self.cfg.music_descriptors.teacher_noise) * std * torch.randn_like(descriptors)
+        return noisy.masked_fill(drop[:, None].to(descriptors.device), float("nan"))
 
     def run_step(self, idx: int, batch: Batch, metrics: dict) -> dict:  # type: ignore[override]
         """AudioCraft's step, with the `descriptors` metric when that loss is on; outside training, also the
