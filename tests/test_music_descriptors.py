@@ -2,13 +2,17 @@
 
 import math
 
+import pytest
 import torch
 
+from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.lm import VideoBatch
+from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
 from audiocraft_ext.solvers.vidmuse import descriptor_loss
+from audiocraft_ext.synth.evaluate import predicted_descriptors
 
-from conftest import build_tiny_lm
+from conftest import build_tiny_lm, tiny_codec_cfg
 
 SR = 32000
 
@@ -59,7 +63,8 @@ def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm
 
     music = torch.tensor([[1.2, 8.0], [float("nan")] * 2, [2.0, 9.0]])  # the middle item keeps its prediction
     taught = lm.video_condition(VideoBatch(frames, frames, music_descriptors=music))[0]["video"][0]
-    used = torch.cat([encoder.normalize_descriptors(music[:1]), predicted[1:2], encoder.normalize_descriptors(music[2:])])
+    used = torch.cat([encoder.normalize_descriptors(music[:1]), predicted[1:2],
+                      encoder.normalize_descriptors(music[2:])])
     assert torch.allclose(taught, encoder.add_descriptors(plain, used), atol=1e-5)
     assert not torch.allclose(taught[0], memory[0], atol=1e-3)
     assert torch.allclose(taught[1], memory[1], atol=1e-5)
@@ -72,3 +77,19 @@ def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm
     encoder.zero_grad()
     lm.video_condition(video)[0]["video"][0].sum().backward()
     assert encoder.descriptor_head[-1].weight.grad is None or not encoder.descriptor_head[-1].weight.grad.any()
+
+
+def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    lm = build_tiny_lm(cfg)
+    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
+    model = VidMuse.get_pretrained(tmp_path, device="cpu")
+    for key, value in lm.state_dict().items():  # the head and the embedding load with the rest
+        assert torch.equal(model.lm.state_dict()[key], value), key
+    frames = model.load_video(pairs / "pair0.mp4")
+    predicted = predicted_descriptors(model, frames)
+    assert model.max_duration >= 5  # one window holds the whole video
+    window = VideoBatch(frames.local_frames[None], frames.global_frames[None])
+    assert predicted == pytest.approx(lm.video_condition(window)[1][0].tolist(), abs=1e-5)

@@ -263,7 +263,7 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model (with its music descriptors), with the contrastive loss and history noise: every
+    # fine-tuning from the exported model (its music descriptors on), with the contrastive loss and history noise: every
     # weight comes from it, and the loss starts where it ended; the folder is given relative to where train.sh
     # runs (the solver runs in its XP folder)
     log = tmp_path / "finetune.log"

@@ -313,10 +313,10 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         take part: not those whose own video was nulled, nor those whose partner is a segment of the same video."""
         _, local, glob, infos = batch
         partners = contrast_partners([info.meta.group for info in infos])
-        descriptors = video.music_descriptors
+        descriptors = video.music_descriptors  # each partner's video keeps its own music's descriptors
         other = VideoBatch(local.to(self.device)[partners], glob.to(self.device)[partners],
                            descriptions=video.descriptions,
-                           music_descriptors=None if descriptors is None else descriptors[partners.to(descriptors.device)])
+                           music_descriptors=None if descriptors is None else descriptors[partners.to(self.device)])
         paths = [info.meta.video_path for info in infos]
         same = torch.tensor([path == paths[j] for path, j in zip(paths, partners.tolist())], device=drop.device)
         self._contrast_items = ~drop & ~same

@@ -8,7 +8,9 @@ where the correlations should vanish. For the hue -> chord rule it scores, with 
 clip's own music against the same music with other chords in every scene (`chord_variants`: same register,
 tempo and cuts) and reports how often the own chords score highest (chance 1/5); for the speed -> tempo rule,
 the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
-It also reports the codec's reconstruction of the reference music (SI-SNR, mel distance) and the same
+For a model that predicts its music's descriptors from the video (`VisualConfig.music_descriptors`), it reports
+how the predicted onset rate and register of each clip's first window follow speed and brightness: a miss there
+is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference music (SI-SNR, mel distance) and the same
 correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
 brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
 checkpoint or an export), before an LM exists.
@@ -31,8 +33,9 @@ from audiocraft.models.encodec import CompressionModel
 import torch
 from tqdm import tqdm
 
-from ..media.video import VideoFrames
+from ..media.video import VideoFrames, num_local_frames
 from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
+from ..models.lm import VideoBatch
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
 from ..utils.atomic import atomic_output
@@ -107,6 +110,17 @@ def variant_scores(model: VidMuse, frames: VideoFrames, specs: tp.Sequence[ClipS
     return score_tracks(model, frames, [encode_audio(model, wav, SAMPLE_RATE) for wav in variants])
 
 
+@torch.no_grad()
+def predicted_descriptors(model: VidMuse, frames: VideoFrames) -> tp.Optional[tp.List[float]]:
+    """The music descriptors (unit scale: onset rate, register) the model predicts from the first generation
+    window of a video; None for a model built without them."""
+    if not model.lm.visual_config.music_descriptors:
+        return None
+    window = frames.local_window(0, num_local_frames(model.max_duration, frames.local_fps))
+    _, predicted = model.lm.video_condition(VideoBatch(window[None], frames.global_frames[None]))
+    return predicted[0].tolist()
+
+
 def own_first(rows: tp.List[dict], key: str) -> float:
     """The share of `rows` whose own music (first of `row[key]`) scores above all its variants."""
     return sum(r[key][0] > max(r[key][1:]) for r in rows) / len(rows)
@@ -124,6 +138,7 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
         spec = spec_from_row(row)
         scores = variant_scores(model, frames, [*chord_variants(spec), speed_variant(spec)])  # own music first
         row["chord_scores"], row["speed_scores"] = scores[:-1], [scores[0], scores[-1]]
+        row["predicted_descriptors"] = predicted_descriptors(model, frames)
         if null_ablation:  # the same draws without the picture: what is left of the correlations
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
@@ -138,6 +153,11 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
                "codec": codec_figures, "sampling": dict(model.generation_params)}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
+    if all(r["predicted_descriptors"] is not None for r in rows):
+        summary["predicted_descriptors"] = {
+            "speed_onset_rate": spearman([r["speed"] for r in rows], [r["predicted_descriptors"][0] for r in rows]),
+            "brightness_register": spearman([r["brightness"] for r in rows],
+                                            [r["predicted_descriptors"][1] for r in rows])}
     return {"summary": summary, "clips": rows}
 
 
@@ -156,6 +176,11 @@ def format_summary(summary: dict) -> str:
         tempo = summary["speed_tempo"]
         lines.append(f"speed -> tempo: own tempo scores higher for {tempo['own_tempo_first']:.2f} of the clips "
                      f"(against the same music at another speed, `speed_variant`; chance {tempo['chance']:.2f})")
+    if "predicted_descriptors" in summary:
+        predicted = summary["predicted_descriptors"]
+        lines.append(f"descriptors predicted from the video (first window): speed -> onset rate "
+                     f"{predicted['speed_onset_rate']:.2f}, brightness -> register "
+                     f"{predicted['brightness_register']:.2f}")
     codec = summary["codec"]
     lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}, power on "
                  f"the frame-rate comb {codec['frame_comb_share']:.2f} (reference music "
