@@ -14,7 +14,7 @@ from audiocraft_ext.models.format_quality import compare_formats, greedy_codes
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.loaders import UnsupportedDtype, load_lm_model, resolve_dtype
 from audiocraft_ext.modules.cross_attention import MemoryRows
-from audiocraft_ext.modules.int8 import Int8Linear, int8_supported
+from audiocraft_ext.modules.int8 import Int8Linear, cpu_has_vnni, int8_supported
 from audiocraft_ext.modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from audiocraft_ext.synth.scenes import Scene, write_image
 from audiocraft_ext.utils.devices import auto_device
@@ -138,6 +138,8 @@ def test_int8_linear_is_close_to_float():
     linear = torch.nn.Linear(256, 512)
     x = torch.randn(3, 5, 256)
     quantized = Int8Linear.from_linear(linear)
+    vnni = cpu_has_vnni()
+    assert quantized.reduce_range == (not vnni)  # 7-bit activations by default where 8 bits would overflow
     with torch.no_grad():
         reference = linear(x)
     errors = {}
@@ -146,8 +148,9 @@ def test_int8_linear_is_close_to_float():
         out = quantized(x)
         assert out.shape == reference.shape and out.dtype == torch.float32
         errors[reduce_range] = float((out - reference).norm() / reference.norm())
-    assert errors[False] < 0.02 and errors[True] < 0.04
-    assert errors[False] < errors[True]  # one bit less of activation range shows
+    assert errors[True] < 0.04
+    if vnni:  # without VNNI, FBGEMM's AVX2 products of 8-bit activations saturate (errors of ~14 % here)
+        assert errors[False] < 0.02 and errors[False] < errors[True]  # one bit less of activation range shows
     assert quantized.nbytes < linear.weight.numel() * 4 / 3.5
 
 

@@ -71,7 +71,7 @@ class Int8Linear(nn.Module):
         self.out_features = out_features
         self.activation = activation
         self.packed_params = packed  # FBGEMM's packed weight, scales and float bias (not a tensor: no buffer)
-        self.reduce_range = not _cpu_has_vnni()
+        self.reduce_range = not cpu_has_vnni()
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
@@ -108,7 +108,7 @@ class Int8Linear(nn.Module):
         return F.gelu(out) if self.activation == "gelu" else out
 
 
-def _cpu_has_vnni() -> bool:
+def cpu_has_vnni() -> bool:
     """Whether this CPU has VNNI instructions (PyTorch's own probe; False when this PyTorch has none: the safe side)."""
     probe = getattr(torch.cpu, "_is_vnni_supported", None)
     return bool(probe()) if probe is not None else False
