@@ -48,7 +48,7 @@ from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
 from ..media.audio import normalize_music, write_wav
 from ..media.mux import mux_music
 from ..models.builders import get_vidmuse_lm, get_visual_config
-from ..models.lm import VIDEO_CONDITION, VideoBatch, VidMuseLM, mean_token_log_likelihood
+from ..models.lm import VideoBatch, VidMuseLM, mean_token_log_likelihood
 from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state_dict,
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules

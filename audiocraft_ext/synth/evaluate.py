@@ -10,8 +10,8 @@ tempo and cuts) and reports how often the own chords score highest (chance 1/5);
 the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
 For a model that predicts its music's descriptors from the video (`VisualConfig.music_descriptors`), it reports
 how the predicted onset rate and register of each clip's first window follow speed and brightness: a miss there
-is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference music (SI-SNR, mel distance) and the same
-correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
+is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference
+music (SI-SNR, mel distance) and the same correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
 brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
 checkpoint or an export), before an LM exists.
 
