@@ -11,8 +11,8 @@ the same against the clip's music at another speed (`speed_variant`: same regist
 For a model that predicts its music's descriptors from the video (`VisualConfig.music_descriptors`), it reports
 how the predicted onset rate and register of each clip's first window follow speed and brightness: a miss there
 is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference
-music (SI-SNR, mel distance) and the same correlations measured on it: the ceiling of any LM over that codec (a codec that blurs the pitch caps
-brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
+music (SI-SNR, mel distance) and the same correlations measured on it: the ceiling of any LM over that codec
+(a codec that blurs the pitch caps brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
 checkpoint or an export), before an LM exists.
 
     python -m audiocraft_ext.synth.evaluate --model_path ./model --corpus egs/synth/test --null_ablation
