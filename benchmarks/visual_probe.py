@@ -3,10 +3,11 @@
 A measurement for choosing a vision tower (model card, "On the corpus's second edition"): the tower is frozen,
 so what it does not carry about a picture no training above it can recover. For each clip of the synthetic
 corpus (`egs/synth`, several looks; `attributes.jsonl` holds the knobs), the model's CLIP tower encodes the frames
-as the model samples them, and two pooled descriptors are kept:
+as the model samples them, and their `token_statistics` (what a model built with `music_descriptors` reads its
+music's tempo and register from) are kept in two halves:
 - of the global frames: the mean and standard deviation of every token dimension (for brightness);
-- of the changes between consecutive local frames (`frame_changes`, what the model's motion features read): the mean
-  and standard deviation of their absolute values per dimension (for speed).
+- of the changes between consecutive local frames (`frame_changes`, what the model's motion features read): the
+  log of the mean and standard deviation of their absolute values per dimension (for speed).
 Ridge regressions fitted on every look but one predict the left-out look's brightness and speed; the script prints
 Spearman's rho per left-out look (`--held_out` adds a corpus of looks never used for fitting, e.g. the evaluation's
 `bokeh`), next to the same read-out fitted and tested within each look (a look's ceiling, 5-fold). The same
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from audiocraft_ext.media.video import load_video_frames
 from audiocraft_ext.models.vidmuse import VidMuse
-from audiocraft_ext.modules.visual import frame_changes
+from audiocraft_ext.modules.visual import token_statistics
 from audiocraft_ext.synth.evaluate import load_attributes
 
 warnings.filterwarnings("ignore")
@@ -45,10 +46,9 @@ def pixel_tokens(frames: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def pooled_descriptors(glob: torch.Tensor, local: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-    """(brightness descriptor `[2D]`, motion descriptor `[2D]`) of global and local tokens `[T, P, D]`."""
-    changes = frame_changes(local[None])[0, 1:].abs()                                  # [T - 1, P, D]
-    return (torch.cat([glob.mean((0, 1)), glob.std((0, 1))]),
-            torch.cat([changes.mean((0, 1)), changes.std((0, 1))]))
+    """(brightness descriptor `[2D]`, motion descriptor `[2D]`): the two halves of the `token_statistics` of
+    global and local tokens `[T, P, D]`."""
+    return tuple(token_statistics(glob[None], local[None])[0].chunk(2))  # type: ignore[return-value]
 
 
 def descriptors(model: VidMuse, video: str, local_fps: tp.Optional[float]) -> tp.Dict[str, tp.Tuple]:

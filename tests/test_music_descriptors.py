@@ -9,6 +9,7 @@ from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, expo
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
+from audiocraft_ext.modules.visual import token_statistics
 from audiocraft_ext.solvers.vidmuse import descriptor_loss
 from audiocraft_ext.synth.evaluate import predicted_descriptors
 
@@ -22,6 +23,25 @@ def plucks(rate: float, freq: float, seconds: float = 4.0) -> torch.Tensor:
     t = torch.arange(int(seconds * SR)) / SR
     phase = torch.remainder(t, 1 / rate)
     return (torch.sin(2 * math.pi * freq * t) * torch.exp(-phase * 12))[None]
+
+
+def test_token_statistics_grow_with_motion_and_ignore_padding_frames():
+    g = torch.Generator().manual_seed(0)
+    start, step = torch.randn(1, 1, 4, 8, generator=g), torch.randn(1, 1, 4, 8, generator=g)
+    frames = torch.arange(5.0)[None, :, None, None]                       # [1, T, 1, 1]
+    slow, fast = start + 0.1 * frames * step, start + 0.4 * frames * step   # [1, T, P, D]
+    glob = torch.randn(1, 3, 4, 8, generator=g)
+    stats = token_statistics(glob.expand(2, -1, -1, -1), torch.cat([slow, fast]))
+    assert stats.shape == (2, 32)
+    picture = torch.cat([glob.mean((1, 2)), glob.std((1, 2))], -1)[0]     # the same picture for both
+    assert torch.allclose(stats[0, :16], picture) and torch.allclose(stats[1, :16], picture)
+    assert torch.allclose(stats[1, 16:24] - stats[0, 16:24], torch.full((8,), math.log(4.0)), atol=0.01)
+    # a padded item's frames past its length change nothing; one valid frame has no change at all
+    padded = torch.cat([slow[:, :3], torch.randn(1, 2, 4, 8, generator=g)], 1)
+    lengths = torch.tensor([3, 1])
+    masked = token_statistics(glob.expand(2, -1, -1, -1), torch.cat([padded, padded]), lengths)
+    assert torch.allclose(masked[0], token_statistics(glob, slow[:, :3])[0], atol=1e-5)
+    assert torch.allclose(masked[1, 16:], torch.full((16,), math.log(1e-4)), atol=1e-4)
 
 
 def test_onset_rate_counts_the_notes_and_register_finds_their_pitch():

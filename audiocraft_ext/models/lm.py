@@ -268,22 +268,24 @@ class VidMuseLM(LMModel):
         if with_null:
             video = VideoBatch.cat([video, video.null()])
         device = next(iter(self.parameters())).device
-        memory = self.video_encoder(video.local_frames.to(device), video.global_frames.to(device),
-                                    video.local_times, video.local_lengths)
+        encoder = self.video_encoder
+        local_tokens, global_tokens = (encoder.tokens(frames.to(device))
+                                       for frames in (video.local_frames, video.global_frames))
+        memory = encoder.fuse(local_tokens, global_tokens, video.local_times, video.local_lengths)
         B, T = len(video), video.num_local_frames
         if video.local_lengths is None:
             mask = torch.ones(B, memory.shape[1], dtype=torch.bool, device=device)
         else:
             frame_valid = torch.arange(T, device=device)[None, :] < video.local_lengths.to(device)[:, None]
-            mask = frame_valid.repeat_interleave(self.video_encoder.tokens_per_frame, dim=1)
+            mask = frame_valid.repeat_interleave(encoder.tokens_per_frame, dim=1)
         predicted = None
         if self.visual_config.music_descriptors:
-            predicted = self.video_encoder.predict_descriptors(memory, mask)
+            predicted = encoder.predict_descriptors(global_tokens, local_tokens, video.local_lengths)
             used = predicted.detach()  # the head learns from the music's descriptors only, not from the LM's loss
             if video.music_descriptors is not None:
-                given = self.video_encoder.normalize_descriptors(video.music_descriptors.to(device))
+                given = encoder.normalize_descriptors(video.music_descriptors.to(device))
                 used = torch.where(given.isnan(), used, given.to(used))
-            memory = self.video_encoder.add_descriptors(memory, used)
+            memory = encoder.add_descriptors(memory, used)
         conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
         if self.has_text_conditioner:
             conditioner = self.condition_provider.conditioners[TEXT_CONDITION]

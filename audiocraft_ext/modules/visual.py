@@ -48,7 +48,8 @@ class VisualConfig:
             so that a decoding step can find the frames of its own time.
         frame_time_max_period: max period of that embedding, in positions.
         music_descriptors: predict the music's descriptors (`modules.music_descriptors`: onset rate, register)
-            from the memory, by an MLP of its mean over valid tokens (`predict_descriptors`), and add an embedding
+            by a linear read-out of pooled CLIP token statistics (`token_statistics`, `predict_descriptors`:
+            what a read-out carries across looks, `benchmarks/visual_probe.py`), and add an embedding
             of descriptors to every memory token (`add_descriptors`): the values read off the music itself in
             training (teacher forcing), the predicted ones at inference. The LM then learns tempo and register
             from a clean signal, and the picture sets them through the predictor. Off in the release.
@@ -90,6 +91,26 @@ def clip_preprocess(frames: torch.Tensor, dtype: torch.dtype = torch.float32) ->
     mean = torch.tensor(CLIP_MEAN, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=frames.device, dtype=torch.float32).view(1, 3, 1, 1)
     return ((pixels - mean) / std).to(dtype)
+
+
+def token_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor,
+                     local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Pooled statistics of CLIP tokens, `[B, Tg, P, D], [B, T, P, D], [B] -> [B, 4 * D]`: the global tokens'
+    mean and standard deviation per dimension (the picture: colour, brightness), and the log of the mean and of
+    the standard deviation of the absolute changes between consecutive valid local frames (`frame_changes`: the
+    motion; the log puts speeds on a ratio scale). An item with fewer than two valid local frames has no change.
+    """
+    T = local_tokens.shape[1]
+    lengths = torch.full((len(local_tokens),), T, device=local_tokens.device) if local_lengths is None \
+        else local_lengths.to(local_tokens.device)
+    changes = frame_changes(local_tokens, lengths).abs()
+    pairs = (torch.arange(T, device=changes.device)[None] < lengths[:, None]).float()
+    pairs[:, 0] = 0
+    count = (pairs.sum(1) * local_tokens.shape[2]).clamp(min=1)[:, None]   # [B, 1] changes per dimension
+    change_mean = changes.sum((1, 2)) / count
+    change_std = (changes.pow(2).sum((1, 2)) / count - change_mean.pow(2)).clamp(min=0).sqrt()
+    return torch.cat([global_tokens.mean((1, 2)), global_tokens.std((1, 2)),
+                      torch.log(change_mean + 1e-4), torch.log(change_std + 1e-4)], dim=-1)
 
 
 def frame_changes(tokens: torch.Tensor, lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -241,8 +262,10 @@ class VideoEncoder(nn.Module):
         self.descriptor_embedding: tp.Optional[nn.Sequential] = None
         if config.music_descriptors:
             count = len(config.descriptor_mean)
-            self.descriptor_head = nn.Sequential(nn.LayerNorm(output_dim), nn.Linear(output_dim, output_dim),
-                                                 nn.GELU(), nn.Linear(output_dim, count))
+            # standardised by running batch statistics, not LayerNorm: a statistic's level across dimensions
+            # (how much the tokens change) is what carries speed
+            self.descriptor_head = nn.Sequential(nn.BatchNorm1d(4 * dim, affine=False),
+                                                 nn.Linear(4 * dim, count))
             self.descriptor_embedding = nn.Sequential(nn.Linear(count, output_dim), nn.GELU(),
                                                       nn.Linear(output_dim, output_dim))
             nn.init.zeros_(self.descriptor_embedding[-1].weight)  # a model fine-tuned with it keeps its memory at first
@@ -341,13 +364,14 @@ class VideoEncoder(nn.Module):
                      for v in (self.config.descriptor_mean, self.config.descriptor_std))
         return (descriptors.float() - mean) / std
 
-    def predict_descriptors(self, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The music's descriptors on the unit scale `[B, N]` predicted from memory `[B, S, output_dim]` (its mean
-        over the tokens where the bool `mask` `[B, S]` holds)."""
+    def predict_descriptors(self, global_tokens: torch.Tensor, local_tokens: torch.Tensor,
+                            local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The music's descriptors on the unit scale `[B, N]` predicted from the CLIP tokens of the global and
+        local frames (`[B, Tg, P, D]`, `[B, T, P, D]`; `local_lengths` `[B]` valid local frames), by a linear
+        read-out of their `token_statistics`."""
         assert self.descriptor_head is not None, "built without music_descriptors"
-        weights = mask.to(memory.dtype)[..., None]
-        pooled = (memory * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return self.descriptor_head(pooled)
+        statistics = token_statistics(global_tokens.float(), local_tokens.float(), local_lengths)
+        return self.descriptor_head(statistics.to(self.local_pos_embedding.dtype))
 
     def add_descriptors(self, memory: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
         """Memory `[B, S, output_dim]` with the embedding of descriptors on the unit scale `[B, N]` added to
