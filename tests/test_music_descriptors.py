@@ -99,6 +99,26 @@ def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm
     assert encoder.descriptor_head[-1].weight.grad is None or not encoder.descriptor_head[-1].weight.grad.any()
 
 
+def test_the_head_standardises_by_the_batch_in_training_and_by_running_statistics_otherwise(tiny_lm_cfg):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    lm = build_tiny_lm(cfg)
+    encoder = lm.video_encoder
+    norm = encoder.descriptor_head[0]
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 256, (2, 3, 3, 224, 224), generator=g, dtype=torch.uint8)
+    lm.train()
+    before = norm.running_mean.clone()
+    pair = lm.video_condition(VideoBatch(frames, frames))[1]
+    assert not torch.allclose(norm.running_mean, before)  # a batch of two updates the running statistics
+    updated = norm.running_mean.clone()
+    alone = lm.video_condition(VideoBatch(frames[:1], frames[:1]))[1]  # one item per GPU: no batch statistics
+    assert torch.equal(norm.running_mean, updated)
+    lm.eval()
+    assert torch.allclose(alone, lm.video_condition(VideoBatch(frames[:1], frames[:1]))[1], atol=1e-5)
+    assert not torch.allclose(pair[:1], alone, atol=1e-3)
+
+
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True

@@ -48,8 +48,8 @@ class VisualConfig:
             so that a decoding step can find the frames of its own time.
         frame_time_max_period: max period of that embedding, in positions.
         music_descriptors: predict the music's descriptors (`modules.music_descriptors`: onset rate, register)
-            by a linear read-out of pooled CLIP token statistics (`token_statistics`, `predict_descriptors`:
-            what a read-out carries across looks, `benchmarks/visual_probe.py`), and add an embedding
+            by a linear read-out of pooled CLIP token statistics (`token_statistics`, `predict_descriptors`; the
+            statistics `benchmarks/visual_probe.py` measures across looks), and add an embedding
             of descriptors to every memory token (`add_descriptors`): the values read off the music itself in
             training (teacher forcing), the predicted ones at inference. The LM then learns tempo and register
             from a clean signal, and the picture sets them through the predictor. Off in the release.
@@ -370,8 +370,13 @@ class VideoEncoder(nn.Module):
         local frames (`[B, Tg, P, D]`, `[B, T, P, D]`; `local_lengths` `[B]` valid local frames), by a linear
         read-out of their `token_statistics`."""
         assert self.descriptor_head is not None, "built without music_descriptors"
+        norm, linear = self.descriptor_head
         statistics = token_statistics(global_tokens.float(), local_tokens.float(), local_lengths)
-        return self.descriptor_head(statistics.to(self.local_pos_embedding.dtype))
+        # batch statistics need two items: a lone training item (one per GPU) is standardised by the running ones
+        standardised = F.batch_norm(statistics.to(norm.running_mean), norm.running_mean, norm.running_var,
+                                    momentum=norm.momentum, eps=norm.eps,
+                                    training=self.training and len(statistics) > 1)
+        return linear(standardised.to(self.local_pos_embedding.dtype))
 
     def add_descriptors(self, memory: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
         """Memory `[B, S, output_dim]` with the embedding of descriptors on the unit scale `[B, N]` added to
