@@ -104,9 +104,7 @@ def token_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor,
     lengths = torch.full((len(local_tokens),), T, device=local_tokens.device) if local_lengths is None \
         else local_lengths.to(local_tokens.device)
     changes = frame_changes(local_tokens, lengths).abs()
-    pairs = (torch.arange(T, device=changes.device)[None] < lengths[:, None]).float()
-    pairs[:, 0] = 0
-    count = (pairs.sum(1) * local_tokens.shape[2]).clamp(min=1)[:, None]   # [B, 1] changes per dimension
+    count = ((lengths - 1).clamp(min=0) * local_tokens.shape[2]).clamp(min=1)[:, None].float()  # [B, 1] per dim
     change_mean = changes.sum((1, 2)) / count
     change_std = (changes.pow(2).sum((1, 2)) / count - change_mean.pow(2)).clamp(min=0).sqrt()
     return torch.cat([global_tokens.mean((1, 2)), global_tokens.std((1, 2)),
