@@ -9,8 +9,7 @@ from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, expo
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
-from audiocraft_ext.modules.visual import token_statistics
-from audiocraft_ext.solvers.vidmuse import descriptor_loss
+from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.evaluate import predicted_descriptors
 
 from conftest import build_tiny_lm, tiny_codec_cfg
@@ -59,13 +58,6 @@ def test_padding_past_an_items_length_is_not_counted():
     assert music_descriptors(padded, SR)[0, 0] < own[0, 0] - 0.3  # counted over the padding, the rate halves
 
 
-def test_descriptor_loss_counts_the_chosen_items_only():
-    predicted = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
-    target = torch.zeros(3, 2)
-    assert descriptor_loss(predicted, target, torch.tensor([True, True, False])) == 0.5
-    assert descriptor_loss(predicted, target, torch.zeros(3, dtype=torch.bool)) == 0
-
-
 def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm_cfg):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True
@@ -91,32 +83,38 @@ def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     assert torch.allclose(encoder.normalize_descriptors(mean + std), torch.ones(2))
 
-    # the head learns from the descriptor loss alone: the LM's condition carries no gradient to it
-    predicted.sum().backward()
-    assert encoder.descriptor_head[-1].weight.grad is not None
-    encoder.zero_grad()
-    lm.video_condition(video)[0]["video"][0].sum().backward()
-    assert encoder.descriptor_head[-1].weight.grad is None or not encoder.descriptor_head[-1].weight.grad.any()
+    # the head is fitted, not learnt: no gradient reaches it, and black frames ask for no extremes
+    assert not any(p.requires_grad for p in encoder.descriptor_head.parameters())
+    black = torch.zeros_like(frames[:1])
+    assert lm.video_condition(VideoBatch(black, black))[1].abs().max() <= DESCRIPTOR_LIMIT
 
 
-def test_the_head_standardises_by_the_batch_in_training_and_by_running_statistics_otherwise(tiny_lm_cfg):
+def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_cfg):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True
     lm = build_tiny_lm(cfg)
     encoder = lm.video_encoder
-    norm = encoder.descriptor_head[0]
+    assert not encoder.descriptor_head_fitted
     g = torch.Generator().manual_seed(1)
-    frames = torch.randint(0, 256, (2, 3, 3, 224, 224), generator=g, dtype=torch.uint8)
-    lm.train()
-    before = norm.running_mean.clone()
-    pair = lm.video_condition(VideoBatch(frames, frames))[1]
-    assert not torch.allclose(norm.running_mean, before)  # a batch of two updates the running statistics
-    updated = norm.running_mean.clone()
-    alone = lm.video_condition(VideoBatch(frames[:1], frames[:1]))[1]  # one item per GPU: no batch statistics
-    assert torch.equal(norm.running_mean, updated)
-    lm.eval()
-    assert torch.allclose(alone, lm.video_condition(VideoBatch(frames[:1], frames[:1]))[1], atol=1e-5)
-    assert not torch.allclose(pair[:1], alone, atol=1e-3)
+    width = encoder.descriptor_head[-1].in_features
+    statistics = 3 + 2 * torch.randn(400, width, generator=g)
+    signal = (statistics[:, :2] - 3) / 2                                  # [N, 2] unit scale
+    unit = 0.9 * signal + 0.3 * torch.randn(400, 2, generator=g)
+    mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
+    fit = encoder.fit_descriptor_head(statistics[:300], mean + std * unit[:300])
+    assert encoder.descriptor_head_fitted and fit.clips == 300
+    assert all(c > 0.8 for c in fit.correlation) and all(f >= 1 for f in fit.spread_factor)
+    lm.train()  # a fitted head keeps its fitting statistics in training
+    predicted = encoder.descriptor_head(statistics[300:])
+    for c in range(2):
+        assert torch.corrcoef(torch.stack([predicted[:, c], unit[300:, c]]))[0, 1] > 0.85
+        assert float(predicted[:, c].std()) == pytest.approx(float(unit[300:, c].std()), rel=0.2)  # not shrunk to the mean
+    # a descriptor the statistics do not tell is predicted as its mean
+    noise = encoder.fit_descriptor_head(statistics[:300], mean + std * torch.randn(300, 2, generator=g))
+    assert noise.spread_factor == [0.0, 0.0], noise
+    assert torch.allclose(encoder.descriptor_head(statistics[300:]), encoder.descriptor_head[-1].bias.expand(100, 2))
+    with pytest.raises(ValueError, match="at least 3 clips"):
+        encoder.fit_descriptor_head(statistics[:2], mean + std * unit[:2])
 
 
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
@@ -130,6 +128,11 @@ def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_
         assert torch.equal(model.lm.state_dict()[key], value), key
     frames = model.load_video(pairs / "pair0.mp4")
     predicted = predicted_descriptors(model, frames)
-    assert model.max_duration >= 5  # one window holds the whole video
-    window = VideoBatch(frames.local_frames[None], frames.global_frames[None])
-    assert predicted == pytest.approx(lm.video_condition(window)[1][0].tolist(), abs=1e-5)
+    whole = VideoBatch(frames.local_frames[None, :, :2], frames.global_frames[None],
+                       whole_frames=frames.local_frames[None])
+    assert predicted == pytest.approx(lm.video_condition(whole)[1][0].tolist(), abs=1e-5)
+    # the head reads the whole video, not the window: frames after the window change its prediction
+    changed = frames.local_frames.clone()
+    changed[:, 2:] = 255 - changed[:, 2:]
+    moved = VideoBatch(frames.local_frames[None, :, :2], frames.global_frames[None], whole_frames=changed[None])
+    assert not torch.allclose(lm.video_condition(moved)[1], lm.video_condition(whole)[1])

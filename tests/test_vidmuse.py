@@ -84,18 +84,13 @@ def test_windows_continue_from_the_prompt(short_window_model):
     assert tokens.shape == (4, 150)
     lm = short_window_model.lm
     gen = torch.Generator().manual_seed(0)
-    batch = short_window_model._window_batch([video], [_window(0, 100, 0, 0, 4)])
+    batch = short_window_model.window_batch([video], [(0, 4)])
     first = lm.generate(None, video=batch, generators=[gen], max_gen_len=100, **short_window_model.generation_params)
     assert torch.equal(tokens[:, :100], first[0])
-    batch = short_window_model._window_batch([video], [_window(75, 75, 25, 3, 3)])
+    batch = short_window_model.window_batch([video], [(3, 3)])
     second = lm.generate(first[:, :, 75:], video=batch, generators=[gen], max_gen_len=75,
                          **short_window_model.generation_params)
     assert torch.equal(tokens[:, 100:], second[0, :, 25:])
-
-
-def _window(start_token, num_tokens, prompt_tokens, start_frame, num_frames):
-    from audiocraft_ext.models.vidmuse import Window
-    return Window(start_token, num_tokens, prompt_tokens, start_frame, num_frames)
 
 
 def test_seed_makes_runs_reproducible_without_touching_global_rng(model):

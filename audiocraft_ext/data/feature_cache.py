@@ -55,16 +55,21 @@ class FeatureCache:
                 torch.save({"local": tokens, "global": glob, "video": video}, tmp)
         return len(todo)
 
-    def segment(self, video: tp.Union[str, Path], start: float, duration: float
-                ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        """Tokens of the local frames of `[start, start + duration)` (`[Tl, P, D]`, the last frame repeated past
-        the end of the video) and of the global frames (`[Tg, P, D]`), float32."""
+    def whole(self, video: tp.Union[str, Path]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Tokens of all the local frames of `video` (`[Tl, P, D]`, at `local_fps` over the whole video) and of
+        its global frames (`[Tg, P, D]`), float32."""
         path = self.path_for(video)
         if not path.exists():
             raise FileNotFoundError(f"no cached features for {video} (build the cache first)")
         cached = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        local = cached["local"]
+        return cached["local"].float(), cached["global"].float()
+
+    def segment(self, video: tp.Union[str, Path], start: float, duration: float
+                ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Tokens of the local frames of `[start, start + duration)` (`[Tl, P, D]`, the last frame repeated past
+        the end of the video) and of the global frames (`[Tg, P, D]`), float32."""
+        local, glob = self.whole(video)
         first = round(start * self.local_fps)
         count = round(duration * self.local_fps)
         index = torch.arange(first, first + count).clamp(max=local.shape[0] - 1)
-        return local[index].float(), cached["global"].float()
+        return local[index], glob

@@ -211,6 +211,15 @@ class VideoAudioDataset(AudioDataset):
                                    size=self.frame_size, resize_mode=self.resize_mode)
         return frames.local_frames, frames.global_frames
 
+    def whole_video(self, meta: VideoAudioMeta) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """The local frames of a clip's whole video at `local_fps` (uint8 `[3, Tl, H, W]`, or cached CLIP tokens
+        `[Tl, P, D]`) and its global frames."""
+        if self.feature_cache is not None:
+            return self.feature_cache.whole(meta.video_path)
+        frames = load_video_frames(meta.video_path, local_fps=self.local_fps, num_global_frames=self.num_global_frames,
+                                   size=self.frame_size, resize_mode=self.resize_mode)
+        return frames.local_frames, frames.global_frames
+
     def collater(self, samples):  # type: ignore[override]
         """`(wav [B, C, T], local, global, infos)`; with `pair_variants`, `2B` segments, variants side by side."""
         if self.variants is not None:

@@ -41,6 +41,10 @@ class VideoBatch:
         music_descriptors: optional `[B, N]` `music_descriptors` of the items' music, for a model built with
             `music_descriptors` to condition on instead of the ones it predicts from the video (teacher forcing in
             training); rows of NaN, or None, take the predicted ones.
+        whole_frames: optional frames at the local rate over each item's whole video (uint8 `[B, 3, Tw, H, W]`,
+            or CLIP tokens `[B, Tw, P, D]`), from which a model built with `music_descriptors` predicts them (its
+            head was fitted on whole videos); None: from the window's local frames.
+        whole_lengths: `[B]` valid frames of `whole_frames` (default: all Tw).
     """
     local_frames: torch.Tensor
     global_frames: torch.Tensor
@@ -48,6 +52,8 @@ class VideoBatch:
     local_times: tp.Optional[torch.Tensor] = None
     descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None
     music_descriptors: tp.Optional[torch.Tensor] = None
+    whole_frames: tp.Optional[torch.Tensor] = None
+    whole_lengths: tp.Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.local_frames.shape[0]
@@ -66,12 +72,14 @@ class VideoBatch:
         if self.local_frames.dtype != torch.uint8:
             raise ValueError("the null video of a batch of CLIP tokens is the tokens of a black frame: build it "
                              "from frames")
+        whole = None if self.whole_frames is None else torch.zeros_like(self.whole_frames)
         return VideoBatch(torch.zeros_like(self.local_frames), torch.zeros_like(self.global_frames),
-                          self.local_lengths, self.local_times)
+                          self.local_lengths, self.local_times, whole_frames=whole, whole_lengths=self.whole_lengths)
 
     @staticmethod
     def cat(batches: tp.Sequence["VideoBatch"]) -> "VideoBatch":
-        """Concatenate batches along the batch dimension (all must have the same frame counts)."""
+        """Concatenate batches along the batch dimension (all must have the same frame counts, but for
+        `whole_frames`, padded to the longest; all or none must have them)."""
         lengths = [b.local_lengths if b.local_lengths is not None
                    else torch.full((len(b),), b.num_local_frames) for b in batches]
         times = [b.local_times for b in batches]
@@ -82,9 +90,31 @@ class VideoBatch:
             descriptors = torch.cat([b.music_descriptors if b.music_descriptors is not None
                                      else given[0].new_full((len(b), given[0].shape[1]), float("nan"))
                                      for b in batches])
+        whole, whole_lengths = None, None
+        if any(b.whole_frames is not None for b in batches):
+            if any(b.whole_frames is None for b in batches):
+                raise ValueError("VideoBatch.cat: some batches have whole_frames and others not")
+            whole, whole_lengths = pad_frames([b.whole_frames for b in batches],  # type: ignore[misc]
+                                              [b.whole_lengths for b in batches])
         return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
                           torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times),  # type: ignore
-                          None if all(t is None for t in texts) else texts, descriptors)
+                          None if all(t is None for t in texts) else texts, descriptors, whole, whole_lengths)
+
+
+def pad_frames(frames: tp.Sequence[torch.Tensor], lengths: tp.Optional[tp.Sequence[tp.Optional[torch.Tensor]]] = None
+               ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Batches of frames of different lengths (uint8 `[Bi, 3, Ti, H, W]` or tokens `[Bi, Ti, P, D]`; `lengths`
+    `[Bi]` valid frames each, default all Ti) -> one batch zero-padded to the longest, and its `[sum Bi]` lengths."""
+    axis = 2 if frames[0].dtype == torch.uint8 else 1
+    longest = max(f.shape[axis] for f in frames)
+    padded = []
+    for f in frames:
+        shape = list(f.shape)
+        shape[axis] = longest - f.shape[axis]
+        padded.append(torch.cat([f, f.new_zeros(shape)], dim=axis))
+    lengths = lengths or [None] * len(frames)
+    counts = [torch.full((f.shape[0],), f.shape[axis]) if n is None else n.cpu() for f, n in zip(frames, lengths)]
+    return torch.cat(padded), torch.cat(counts)
 
 
 @dataclass
@@ -261,8 +291,9 @@ class VidMuseLM(LMModel):
     def video_condition(self, video: VideoBatch, with_null: bool = False
                         ) -> tp.Tuple[ConditionTensors, tp.Optional[torch.Tensor]]:
         """`compute_video_condition`, and for a model built with `music_descriptors` the descriptors it predicts
-        from each item's video, on the unit scale `[B, N]` (None otherwise). The memory carries the embedding of
-        `video.music_descriptors` where given, of the predicted ones (without gradient) elsewhere."""
+        from each item's video (`whole_frames` when given, else the window's), on the unit scale `[B, N]` (None
+        otherwise). The memory carries the embedding of `video.music_descriptors` where given, of the predicted
+        ones elsewhere."""
         if not self.has_text_conditioner and any(text is not None for text in video.texts):
             raise ValueError("this model has no text conditioner: descriptions cannot be used")
         if with_null:
@@ -280,8 +311,12 @@ class VidMuseLM(LMModel):
             mask = frame_valid.repeat_interleave(encoder.tokens_per_frame, dim=1)
         predicted = None
         if self.visual_config.music_descriptors:
-            predicted = encoder.predict_descriptors(global_tokens, local_tokens, video.local_lengths)
-            used = predicted.detach()  # the head learns from the music's descriptors only, not from the LM's loss
+            if video.whole_frames is None:
+                predicted = encoder.predict_descriptors(global_tokens, local_tokens, video.local_lengths)
+            else:
+                predicted = encoder.predict_descriptors(global_tokens, encoder.tokens(video.whole_frames.to(device)),
+                                                        video.whole_lengths)
+            used = predicted
             if video.music_descriptors is not None:
                 given = encoder.normalize_descriptors(video.music_descriptors.to(device))
                 used = torch.where(given.isnan(), used, given.to(used))

@@ -84,16 +84,14 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
             chunks.setdefault((start, min(chunk_tokens, length - start)), []).append(index)
     totals, weights = [0.0] * len(tracks), [0] * len(tracks)
     for (start, length), indices in chunks.items():
-        local = frames.local_window(round(start / rate * frames.local_fps),
-                                    num_local_frames(length / rate, frames.local_fps))
-        video = VideoBatch(local[None], frames.global_frames[None])
+        video = model.window_batch([frames], [(round(start / rate * frames.local_fps),
+                                               num_local_frames(length / rate, frames.local_fps))])
         null = video.null()
         for first in range(0, len(indices), batch_size):
             batch = indices[first:first + batch_size]
             codes = torch.stack([tracks[i][:, start:start + length] for i in batch])
             n = len(batch)
-            repeat = lambda b: VideoBatch(b.local_frames.expand(n, -1, -1, -1, -1),  # noqa: E731
-                                          b.global_frames.expand(n, -1, -1, -1, -1))
+            repeat = lambda b: VideoBatch.cat([b] * n)  # noqa: E731
             conditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(video)), codebooks)
             unconditional = mean_log_likelihood(model, codes, model.lm.compute_video_condition(repeat(null)),
                                                 codebooks)

@@ -25,7 +25,7 @@ from ..media.extensions import is_image
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                            still_video_frames)
 from ..utils.devices import auto_device
-from .lm import VideoBatch, VidMuseLM
+from .lm import VideoBatch, VidMuseLM, pad_frames
 from .loaders import INT8, load_compression_model, load_lm_model
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,8 @@ class VidMuse(BaseGenModel):
         try:
             for window in range(num_windows):
                 active = [i for i, p in enumerate(plans) if window < len(p)]
-                batch = self._window_batch([items[i] for i in active], [plans[i][window] for i in active])
+                batch = self.window_batch([items[i] for i in active],
+                                          [(plans[i][window].start_frame, plans[i][window].num_frames) for i in active])
                 if any(texts[i] is not None for i in active):
                     batch.descriptions = [texts[i] for i in active]
                 prompt = None
@@ -278,22 +279,26 @@ class VidMuse(BaseGenModel):
         cuts = detect_cuts(video.path, video.duration) if has_cuts else []  # type: ignore[arg-type]
         return sync_to_cuts(music, self.sample_rate, cuts, max_tempo_change)
 
-    def _window_batch(self, items: tp.Sequence[VideoFrames], windows: tp.Sequence[Window]) -> VideoBatch:
-        """Local frames of each item's window (padded to the longest) and the global frames: a `VideoBatch`."""
+    def window_batch(self, items: tp.Sequence[VideoFrames], spans: tp.Sequence[tp.Tuple[int, int]]) -> VideoBatch:
+        """A `VideoBatch` of each item's local frames over a span (`(start_frame, num_frames)`; padded to the
+        longest, the last frame repeated past the video's end) and its global frames; for a model built with
+        `music_descriptors`, also each item's whole video at the local rate (`whole_frames`), which its
+        descriptor head reads."""
         frames = []
-        for item, window in zip(items, windows):
-            local = item.local_window(window.start_frame, window.num_frames)
-            if local.shape[1] < window.num_frames:  # repeat the last frame
-                pad = local[:, -1:].expand(-1, window.num_frames - local.shape[1], -1, -1)
-                local = torch.cat([local, pad], dim=1)
-            frames.append(local)
-        longest = max(f.shape[1] for f in frames)
-        padded = torch.stack([torch.nn.functional.pad(f, (0, 0, 0, 0, 0, longest - f.shape[1])) for f in frames])
+        for item, (start, count) in zip(items, spans):
+            local = item.local_window(start, count)
+            if local.shape[1] < count:  # repeat the last frame
+                local = torch.cat([local, local[:, -1:].expand(-1, count - local.shape[1], -1, -1)], dim=1)
+            frames.append(local[None])
         global_counts = {item.global_frames.shape[1] for item in items}
         if len(global_counts) > 1:
             raise ValueError(f"videos of one batch need the same number of global frames, got {global_counts}")
-        return VideoBatch(padded, torch.stack([item.global_frames for item in items]),
-                          local_lengths=torch.tensor([f.shape[1] for f in frames]))
+        local, lengths = pad_frames(frames)
+        whole, whole_lengths = None, None
+        if self.lm.visual_config.music_descriptors:
+            whole, whole_lengths = pad_frames([item.local_frames[None] for item in items])
+        return VideoBatch(local, torch.stack([item.global_frames for item in items]), local_lengths=lengths,
+                          whole_frames=whole, whole_lengths=whole_lengths)
 
     def _decode(self, tokens: torch.Tensor, duration: float) -> torch.Tensor:
         """Codes `[K, T]` -> waveform `[C, round(duration * sample_rate)]` (decoded alone: no padding effects)."""

@@ -18,6 +18,9 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 # CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# Predicted descriptors are clipped to this many spreads from their mean: statistics unlike any of the fitting
+# clips' (the null video's black frames have no spread and no motion) would otherwise ask the LM for extremes.
+DESCRIPTOR_LIMIT = 3.0
 # ViT-B/32 as loaded by the release from `openai/clip-vit-base-patch32`.
 CLIP_VIT_B32 = dict(hidden_size=768, intermediate_size=3072, projection_dim=512, num_hidden_layers=12,
                     num_attention_heads=12, num_channels=3, image_size=224, patch_size=32,
@@ -48,11 +51,12 @@ class VisualConfig:
             so that a decoding step can find the frames of its own time.
         frame_time_max_period: max period of that embedding, in positions.
         music_descriptors: predict the music's descriptors (`modules.music_descriptors`: onset rate, register)
-            by a linear read-out of pooled CLIP token statistics (`token_statistics`, `predict_descriptors`; the
-            statistics `benchmarks/visual_probe.py` measures across looks), and add an embedding
-            of descriptors to every memory token (`add_descriptors`): the values read off the music itself in
-            training (teacher forcing), the predicted ones at inference. The LM then learns tempo and register
-            from a clean signal, and the picture sets them through the predictor. Off in the release.
+            by a linear read-out of pooled CLIP token statistics (`token_statistics` of the global frames and of
+            the whole video's local frames; `predict_descriptors`), fitted in closed form on a training set
+            (`fit_descriptor_head`), and add an embedding of descriptors to every memory token (`add_descriptors`):
+            the values read off the music itself in training (teacher forcing), the predicted ones at inference.
+            The LM then learns tempo and register from a clean signal, and the picture sets them through the
+            read-out. Off in the release.
         descriptor_mean, descriptor_std: the descriptors' typical mean and spread, to put them on a unit scale
             (defaults: 2 s segments of the synthetic corpus, log(1 + onsets/s) 1.52 +- 0.40, register 8.25 +- 0.53
             log2 Hz).
@@ -109,6 +113,26 @@ def token_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor,
     change_std = (changes.pow(2).sum((1, 2)) / count - change_mean.pow(2)).clamp(min=0).sqrt()
     return torch.cat([global_tokens.mean((1, 2)), global_tokens.std((1, 2)),
                       torch.log(change_mean + 1e-4), torch.log(change_std + 1e-4)], dim=-1)
+
+
+def ridge_regression(x: torch.Tensor, y: torch.Tensor, ridge: float) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression of `y` `[N]` on `x` `[N, F]` with an unpenalised intercept: weights `[F]` and bias."""
+    x_mean, y_mean = x.mean(0), y.mean()
+    centred = x - x_mean
+    gram = centred.T @ centred + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    w = torch.linalg.solve(gram, centred.T @ (y - y_mean))
+    return w, y_mean - x_mean @ w
+
+
+@dataclass
+class DescriptorFit:
+    """What `VideoEncoder.fit_descriptor_head` fitted, one value per descriptor: the ridge strength chosen by
+    cross-validation, the Pearson correlation of the held-out predictions with the descriptors (unit scale), and
+    the factor that put the read-out back on the descriptors' spread (0: not readable, the mean is predicted)."""
+    clips: int
+    ridge: tp.List[float]
+    correlation: tp.List[float]
+    spread_factor: tp.List[float]
 
 
 def frame_changes(tokens: torch.Tensor, lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -260,10 +284,12 @@ class VideoEncoder(nn.Module):
         self.descriptor_embedding: tp.Optional[nn.Sequential] = None
         if config.music_descriptors:
             count = len(config.descriptor_mean)
-            # standardised by running batch statistics, not LayerNorm: a statistic's level across dimensions
-            # (how much the tokens change) is what carries speed
+            # a statistic's level across dimensions (how much the tokens change) carries speed, so each statistic
+            # is standardised over the fitting clips (the norm's running statistics), not across dimensions
             self.descriptor_head = nn.Sequential(nn.BatchNorm1d(4 * dim, affine=False),
                                                  nn.Linear(4 * dim, count))
+            self.descriptor_head.requires_grad_(False)  # fitted in closed form (`fit_descriptor_head`), not learnt
+            self.register_buffer("descriptor_fit_clips", torch.zeros(()))  # float: AudioCraft's EMA keeps floats only
             self.descriptor_embedding = nn.Sequential(nn.Linear(count, output_dim), nn.GELU(),
                                                       nn.Linear(output_dim, output_dim))
             nn.init.zeros_(self.descriptor_embedding[-1].weight)  # a model fine-tuned with it keeps its memory at first
@@ -272,6 +298,8 @@ class VideoEncoder(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         self.visual_encoder_model.eval()  # the CLIP tower stays frozen
+        if self.descriptor_head is not None:
+            self.descriptor_head.eval()  # standardised by the fitting clips' statistics, never a batch's
         return self
 
     def reset_non_persistent_buffers(self):
@@ -362,19 +390,72 @@ class VideoEncoder(nn.Module):
                      for v in (self.config.descriptor_mean, self.config.descriptor_std))
         return (descriptors.float() - mean) / std
 
+    @property
+    def descriptor_head_fitted(self) -> bool:
+        return self.descriptor_head is not None and int(self.descriptor_fit_clips) > 0
+
     def predict_descriptors(self, global_tokens: torch.Tensor, local_tokens: torch.Tensor,
                             local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The music's descriptors on the unit scale `[B, N]` predicted from the CLIP tokens of the global and
-        local frames (`[B, Tg, P, D]`, `[B, T, P, D]`; `local_lengths` `[B]` valid local frames), by a linear
-        read-out of their `token_statistics`."""
+        """The music's descriptors on the unit scale `[B, N]` predicted from the CLIP tokens of the global frames
+        `[B, Tg, P, D]` and of local-rate frames `[B, T, P, D]` (`local_lengths` `[B]` valid frames; the whole
+        video's, as the head was fitted), by the linear read-out of their `token_statistics`, clipped to
+        `DESCRIPTOR_LIMIT`."""
         assert self.descriptor_head is not None, "built without music_descriptors"
-        norm, linear = self.descriptor_head
         statistics = token_statistics(global_tokens.float(), local_tokens.float(), local_lengths)
-        # batch statistics need two items: a lone training item (one per GPU) is standardised by the running ones
-        standardised = F.batch_norm(statistics.to(norm.running_mean), norm.running_mean, norm.running_var,
-                                    momentum=norm.momentum, eps=norm.eps,
-                                    training=self.training and len(statistics) > 1)
-        return linear(standardised.to(self.local_pos_embedding.dtype))
+        predicted = self.descriptor_head(statistics.to(self.descriptor_head[-1].weight))
+        return predicted.clamp(-DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT).to(self.local_pos_embedding.dtype)
+
+    @torch.no_grad()
+    def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,
+                            ridges: tp.Sequence[float] = (1.0, 10.0, 100.0, 1000.0), folds: int = 5,
+                            max_spread_factor: float = 3.0) -> "DescriptorFit":
+        """Fit the descriptor head in closed form: ridge regressions of `music_descriptors` values `[N, C]` on
+        `token_statistics` `[N, 4D]` of N clips (each clip's whole video and whole music), on standardised
+        statistics, each descriptor's ridge strength chosen among `ridges` by `folds`-fold cross-validation.
+        A ridge shrinks its predictions towards the mean, and an LM conditioned on them would then play every
+        video near the typical tempo and register, so the read-out is scaled to put its held-out predictions back
+        on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
+        mostly noise, which the factor would amplify); a descriptor whose held-out predictions correlate with it by
+        less than three standard errors of no correlation (3 / sqrt(N)) is predicted as its mean (factor 0). Fewer clips than `folds` are left out one at a time.
+        Returns what was fitted (`DescriptorFit`)."""
+        assert self.descriptor_head is not None, "built without music_descriptors"
+        if len(statistics) < 3:
+            raise ValueError(f"fitting the descriptor head needs at least 3 clips, got {len(statistics)}")
+        folds = min(folds, len(statistics))
+        norm, linear = self.descriptor_head
+        x = statistics.double()
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        x = (x - mean) / (var + norm.eps).sqrt()
+        y = self.normalize_descriptors(descriptors).double()
+        fold = torch.arange(len(x)) % folds
+        fit = DescriptorFit(clips=len(x), ridge=[], correlation=[], spread_factor=[])
+        weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)
+        for c in range(y.shape[1]):
+            held_out = {ridge: torch.empty(len(x), dtype=torch.float64) for ridge in ridges}
+            for k in range(folds):
+                train = fold != k
+                for ridge in ridges:
+                    w, b = ridge_regression(x[train], y[train, c], ridge)
+                    held_out[ridge][~train] = x[~train] @ w + b
+            error = {ridge: float((held_out[ridge] - y[:, c]).pow(2).mean()) for ridge in ridges}
+            best = min(ridges, key=error.__getitem__)
+            predictions = held_out[best]
+            correlation = float(torch.corrcoef(torch.stack([predictions, y[:, c]]))[0, 1])
+            factor = min(max_spread_factor, float(y[:, c].std() / predictions.std().clamp(min=1e-6)))
+            if not correlation > 3 / len(x) ** 0.5:
+                factor = 0.0  # within three standard errors of none (the ridge was chosen on the same folds): the
+                # picture does not tell, predict the mean
+            w, _ = ridge_regression(x, y[:, c], best)
+            weight[c] = factor * w  # x is centred over the clips: the scaled read-out keeps the mean as bias
+            fit.ridge.append(best)
+            fit.correlation.append(correlation)
+            fit.spread_factor.append(factor)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+        self.descriptor_fit_clips.fill_(len(x))
+        return fit
 
     def add_descriptors(self, memory: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
         """Memory `[B, S, output_dim]` with the embedding of descriptors on the unit scale `[B, N]` added to

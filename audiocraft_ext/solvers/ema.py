@@ -17,6 +17,10 @@ class FrozenPartsEMA(ModuleDictEMA):
 
     def step(self):
         super().step()
+        self.copy_frozen()
+
+    def copy_frozen(self):
+        """Copy the tensors under the `frozen` prefixes into the averages (e.g. after they were set anew)."""
         for module_name, module in self.module_dict.items():
             for key, value in module.state_dict().items():
                 if key.startswith(self.frozen) and key in self.state[module_name]:

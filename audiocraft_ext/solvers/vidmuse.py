@@ -18,16 +18,16 @@ What changes from MusicGen's solver:
   the objective being trained; `ce_q*` stay the plain cross-entropies. It needs at least two items per batch
   (per GPU).
 - for a model built with `video.visual.music_descriptors`, the music's descriptors (onset rate, register, read
-  off each item's audio): the head that predicts them from the video learns them (`descriptor_loss`, weighted by
-  `music_descriptors.weight`; `ce` then includes it, and the `descriptors` metric reports it), and in training the
-  LM is conditioned on the music's own values, with a little noise (`music_descriptors.teacher_noise`), where it
-  is conditioned on the predicted ones elsewhere (teacher forcing);
+  off each item's audio): before the first epoch, the head that predicts them from a whole video is fitted in
+  closed form on the training clips (`fit_descriptor_head`; each clip's whole video and whole music), and the LM
+  is conditioned on each segment's own values (teacher forcing; in training with a little noise,
+  `music_descriptors.teacher_noise`), on the predicted ones for the items whose video CFG dropout nulled;
 - optionally (`history_noise.probability > 0`), training inputs whose music before a random step is random
   codes (`noise_music_history`), so that the LM learns tempo and register from the video where its past is no
   guide; the loss stays on the clean codes.
 - the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
   its music given its own video, and text if any, over the null condition).
-- the EMA keeps the frozen CLIP tower exact (`solvers.ema.FrozenPartsEMA`).
+- the EMA keeps the frozen CLIP tower and the fitted descriptor head exact (`solvers.ema.FrozenPartsEMA`).
 Everything else (optimisation, EMA otherwise, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -37,11 +37,14 @@ import time
 import typing as tp
 
 from audiocraft import models as audiocraft_models
+from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_utils import convert_audio
 from audiocraft.solvers import builders
 from audiocraft.solvers.musicgen import MusicGenSolver
 from audiocraft.utils.utils import dict_from_config, get_dataset_from_loader, model_hash
 import flashy
 import torch
+from tqdm import tqdm
 
 from ..data.feature_cache import FeatureCache
 from ..data.video_dataset import VideoAudioDataset, load_video_audio_meta
@@ -53,6 +56,7 @@ from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
 from ..modules.music_descriptors import music_descriptors
+from ..modules.visual import token_statistics
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
@@ -133,14 +137,6 @@ def contrast_partners(groups: tp.Sequence[tp.Optional[str]]) -> torch.Tensor:
     return index ^ 1 if paired else index.roll(1)
 
 
-def descriptor_loss(predicted: torch.Tensor, target: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of predicted music descriptors `[B, N]` against the music's own `[B, N]` (both on the
-    unit scale, `VideoEncoder.normalize_descriptors`), over the items where bool `items` `[B]` holds (zero if
-    none does)."""
-    errors = (predicted.float() - target.float()).pow(2).mean(1)
-    return (errors * items.float()).sum() / items.float().sum().clamp(min=1)
-
-
 def load_pretrained_clip(lm: VidMuseLM, name: str) -> None:
     """Copy the weights of a transformers CLIP vision model (e.g. `openai/clip-vit-base-patch32`) into the LM."""
     from transformers import CLIPVisionModelWithProjection
@@ -183,9 +179,6 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             load_pretrained_clip(self.model, self.cfg.video.clip_pretrained)
         if self.cfg.video.get("zero_init_cross_attention"):
             zero_init_cross_attention(self.model)
-        if self.model.visual_config.music_descriptors != (self.cfg.music_descriptors.weight > 0):
-            raise ValueError("video.visual.music_descriptors=true and music_descriptors.weight > 0 go together: the "
-                             "descriptor head learns only from that loss, and the loss needs the head")
         if self.cfg.fsdp.use:
             raise ValueError("FSDP is not supported for VidMuse training; use DDP (dora run -d)")
         self.register_ema("model")
@@ -201,14 +194,16 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
         self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
-        self._descriptor_loss: tp.Optional[torch.Tensor] = None  # a step's descriptor_loss, if any
         self._targets: tp.Optional[torch.Tensor] = None  # a step's clean codes when its inputs were noised
 
     def initialize_ema(self):
-        """AudioCraft's EMA, keeping the frozen CLIP tower exact: averaged, its weights changed in their last
-        bits at every stage, and with them the fingerprint that keys the feature cache."""
+        """AudioCraft's EMA, keeping the frozen CLIP tower and the fitted descriptor head exact: averaged, the
+        tower's weights changed in their last bits at every stage, and with them the fingerprint that keys the
+        feature cache."""
         super().initialize_ema()
-        self.ema = keep_parts_exact(self.ema, ("video_encoder.visual_encoder_model.",))
+        frozen = ("video_encoder.visual_encoder_model.", "video_encoder.descriptor_head.",
+                  "video_encoder.descriptor_fit_clips")
+        self.ema = keep_parts_exact(self.ema, frozen)
 
     # ------------------------------------------------------------------ data
     def build_dataloaders(self) -> None:
@@ -242,10 +237,40 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                 collate_fn=dataset.collater, drop_last=split == "train")
 
     def restore(self, *args, **kwargs) -> bool:
-        """AudioCraft's restore, then the feature cache (which needs the final CLIP weights) if configured."""
+        """AudioCraft's restore, then the feature cache (which needs the final CLIP weights) if configured, then
+        the descriptor head's fit if the model has an unfitted one."""
         restored = super().restore(*args, **kwargs)
         self._attach_feature_cache()
+        encoder = self.model.video_encoder
+        if encoder.descriptor_head is not None and not encoder.descriptor_head_fitted:
+            self._fit_descriptor_head()
         return restored
+
+    @torch.no_grad()
+    def _fit_descriptor_head(self) -> None:
+        """Fit the descriptor head (`VideoEncoder.fit_descriptor_head`) on up to `music_descriptors.fit_clips`
+        training clips: the `token_statistics` of each clip's whole video (local frames at the local rate) and the
+        `music_descriptors` of its whole music. Every rank fits the same clips, so the weights stay identical."""
+        cfg = self.cfg.music_descriptors
+        dataset = get_dataset_from_loader(self.dataloaders["train"])
+        metas = dataset.meta[:int(cfg.fit_clips)]
+        encoder = self.model.video_encoder
+        statistics, descriptors = [], []
+        for meta in tqdm(metas, desc="fitting the descriptor head", unit="clip",
+                         disable=not flashy.distrib.is_rank_zero()):
+            local, glob = (tokens.to(self.device)[None] for tokens in dataset.whole_video(meta))
+            statistics.append(token_statistics(encoder.tokens(glob).float(), encoder.tokens(local).float()))
+            wav, sr = audio_read(meta.path)
+            wav = convert_audio(wav, sr, self.cfg.sample_rate, self.cfg.channels)
+            descriptors.append(music_descriptors(wav[None].to(self.device), self.cfg.sample_rate))
+        fit = encoder.fit_descriptor_head(torch.cat(statistics), torch.cat(descriptors),
+                                          tuple(cfg.fit_ridges), int(cfg.fit_folds),
+                                          float(cfg.fit_max_spread_factor))
+        self.logger.info("descriptor head fitted on %d clips: held-out correlation %s, ridge %s, spread factor %s",
+                         fit.clips, [round(c, 2) for c in fit.correlation], fit.ridge,
+                         [round(f, 2) for f in fit.spread_factor])
+        if self.ema is not None:  # the averaged weights hold the fitted head from the start
+            self.ema.copy_frozen()
 
     def _attach_feature_cache(self) -> None:
         """Compute missing CLIP features of every dataset's videos and make the datasets return them. With
@@ -326,7 +351,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
                                ) -> tp.Tuple[torch.Tensor, tp.List[torch.Tensor]]:
         """AudioCraft's cross-entropy on the batch's own items (against the clean codes when the step's inputs were
         noised, see `noise_music_history`), plus the weighted `video_contrast_loss` when the step prepared
-        other-video items (`_with_other_videos`) and the weighted `descriptor_loss` when it computed one."""
+        other-video items (`_with_other_videos`)."""
         targets = targets if self._targets is None else self._targets
         items = self._contrast_items
         if items is None:
@@ -338,8 +363,6 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             own, other = mean_token_log_likelihood(logits, targets, mask).chunk(2)
             contrast = video_contrast_loss(own, other, items, float(self.cfg.contrastive.temperature))
             ce = ce + float(self.cfg.contrastive.weight) * contrast
-        if self._descriptor_loss is not None:
-            ce = ce + float(self.cfg.music_descriptors.weight) * self._descriptor_loss
         return ce, ce_per_codebook
 
     @torch.no_grad()
@@ -360,18 +383,14 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     def _prepare_tokens_and_attributes(self, batch: Batch, check_synchronization_points: bool = False
                                        ) -> tp.Tuple[dict, torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """Video condition tensors (with CFG dropout when training, and for a model built with music descriptors
-        conditioned on the music's own when training: `_teacher_descriptors`), the LM's input codes `[B, K, T]`
+        conditioned on the music's own: `_teacher_descriptors`), the LM's input codes `[B, K, T]`
         (with `noise_music_history` when training; the clean codes then go to `_targets`), loss mask (with the
         contrastive loss: `2B` items, see `_with_other_videos`)."""
         targets, padding_mask = self._audio_tokens(batch)
         video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
-        self._descriptor_loss = None
-        descriptors = None
         if self.model.visual_config.music_descriptors:
-            descriptors = self._music_descriptors(batch)
-            if self.model.training:
-                video.music_descriptors = self._teacher_descriptors(descriptors, drop)
+            video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
         noise = float(self.cfg.history_noise.probability) if self.model.training else 0.0
         audio_tokens, padding_mask = noise_music_history(targets, padding_mask, noise, self.model.card)
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
@@ -380,11 +399,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             targets = targets.repeat(2, 1, 1)
         self._targets = targets if noise > 0 else None
         with self.autocast:
-            condition_tensors, predicted = self.model.video_condition(video)
-        if descriptors is not None:
-            assert predicted is not None
-            target = self.model.video_encoder.normalize_descriptors(descriptors)
-            self._descriptor_loss = descriptor_loss(predicted[:len(target)], target, ~drop)
+            condition_tensors = self.model.compute_video_condition(video)
         return condition_tensors, audio_tokens, padding_mask
 
     @torch.no_grad()
@@ -395,19 +410,17 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         return music_descriptors(wav, self.cfg.sample_rate, lengths)
 
     def _teacher_descriptors(self, descriptors: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-        """The descriptors a training batch is conditioned on: the music's own `[B, N]`, plus Gaussian noise of
+        """The descriptors a batch is conditioned on: the music's own `[B, N]`, in training plus Gaussian noise of
         `music_descriptors.teacher_noise` times their typical spread (the predicted ones at inference are never
         exact), NaN (the predicted ones, here from the null video) for the items nulled by CFG dropout."""
         std = torch.tensor(self.model.visual_config.descriptor_std, device=descriptors.device)
-        noisy = descriptors + float(self.cfg.music_descriptors.teacher_noise) * std * torch.randn_like(descriptors)
+        noise = float(self.cfg.music_descriptors.teacher_noise) if self.model.training else 0.0
+        noisy = descriptors + noise * std * torch.randn_like(descriptors)
         return noisy.masked_fill(drop[:, None].to(descriptors.device), float("nan"))
 
     def run_step(self, idx: int, batch: Batch, metrics: dict) -> dict:  # type: ignore[override]
-        """AudioCraft's step, with the `descriptors` metric when that loss is on; outside training, also the
-        `video_gain` metric (`_video_gain`)."""
+        """AudioCraft's step; outside training, also the `video_gain` metric (`_video_gain`)."""
         metrics = super().run_step(idx, batch, metrics)
-        if self._descriptor_loss is not None:
-            metrics["descriptors"] = self._descriptor_loss.detach()
         if not self.is_training:
             metrics["video_gain"] = self._video_gain(batch)
         return metrics

@@ -112,12 +112,12 @@ def variant_scores(model: VidMuse, frames: VideoFrames, specs: tp.Sequence[ClipS
 
 @torch.no_grad()
 def predicted_descriptors(model: VidMuse, frames: VideoFrames) -> tp.Optional[tp.List[float]]:
-    """The music descriptors (unit scale: onset rate, register) the model predicts from the first generation
-    window of a video; None for a model built without them."""
+    """The music descriptors (unit scale: onset rate, register) the model predicts from a video, as in its first
+    generation window; None for a model built without them."""
     if not model.lm.visual_config.music_descriptors:
         return None
-    window = frames.local_window(0, num_local_frames(model.max_duration, frames.local_fps))
-    _, predicted = model.lm.video_condition(VideoBatch(window[None], frames.global_frames[None]))
+    span = (0, num_local_frames(model.max_duration, frames.local_fps))
+    _, predicted = model.lm.video_condition(model.window_batch([frames], [span]))
     return predicted[0].tolist()
 
 
