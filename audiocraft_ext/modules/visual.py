@@ -416,8 +416,8 @@ class VideoEncoder(nn.Module):
         video near the typical tempo and register, so the read-out is scaled to put its held-out predictions back
         on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
         mostly noise, which the factor would amplify); a descriptor whose held-out predictions correlate with it by
-        less than three standard errors of no correlation (3 / sqrt(N)) is predicted as its mean (factor 0). Fewer clips than `folds` are left out one at a time.
-        Returns what was fitted (`DescriptorFit`)."""
+        less than three standard errors of no correlation (3 / sqrt(N)) is predicted as its mean (factor 0).
+        Fewer clips than `folds` are left out one at a time. Returns what was fitted (`DescriptorFit`)."""
         assert self.descriptor_head is not None, "built without music_descriptors"
         if len(statistics) < 3:
             raise ValueError(f"fitting the descriptor head needs at least 3 clips, got {len(statistics)}")

@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from ..media.video import VideoFrames, num_local_frames
 from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
-from ..models.lm import VideoBatch
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
 from ..utils.atomic import atomic_output
