@@ -9,8 +9,8 @@ clip's own music against the same music with other chords in every scene (`chord
 tempo and cuts) and reports how often the own chords score highest (chance 1/5); for the speed -> tempo rule,
 the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
 For a model that predicts its music's descriptors from the video (`VisualConfig.music_descriptors`), it reports
-how the predicted onset rate and register of each clip's first window follow speed and brightness: a miss there
-is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference
+how the onset rate and register it predicts for each clip (as in generation: from the whole video) follow speed
+and brightness: a miss there is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference
 music (SI-SNR, mel distance) and the same correlations measured on it: the ceiling of any LM over that codec
 (a codec that blurs the pitch caps brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
 checkpoint or an export), before an LM exists.
@@ -177,7 +177,7 @@ def format_summary(summary: dict) -> str:
                      f"(against the same music at another speed, `speed_variant`; chance {tempo['chance']:.2f})")
     if "predicted_descriptors" in summary:
         predicted = summary["predicted_descriptors"]
-        lines.append(f"descriptors predicted from the video (first window): speed -> onset rate "
+        lines.append(f"descriptors predicted from the whole video: speed -> onset rate "
                      f"{predicted['speed_onset_rate']:.2f}, brightness -> register "
                      f"{predicted['brightness_register']:.2f}")
     codec = summary["codec"]
