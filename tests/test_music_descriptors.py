@@ -9,6 +9,7 @@ from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, expo
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
+from audiocraft_ext.modules.frame_statistics import FRAME_STATISTICS, PER_FRAME_NAMES, frame_statistics
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.evaluate import predicted_descriptors
 
@@ -63,30 +64,63 @@ def test_music_descriptors_are_predicted_and_teacher_values_replace_them(tiny_lm
     cfg.video.visual.music_descriptors = True
     lm = build_tiny_lm(cfg)
     encoder = lm.video_encoder
-    torch.nn.init.normal_(encoder.descriptor_embedding[-1].weight)  # zero at start: the memory would not change
+    torch.nn.init.normal_(encoder.descriptor_embedding[-1].weight)  # zero at start: the LM would not change
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (3, 3, 2, 224, 224), generator=g, dtype=torch.uint8)
     video = VideoBatch(frames, frames)
     conditions, predicted = lm.video_condition(video)
     assert predicted.shape == (3, 2)
-    memory = conditions["video"][0]
-    plain = encoder(frames, frames)
-    assert torch.allclose(memory, encoder.add_descriptors(plain, predicted), atol=1e-5)
+    assert torch.allclose(conditions["video"][0], encoder(frames, frames), atol=1e-5)  # the memory is the picture's
+    embedded, mask = conditions["music_descriptors"]
+    assert embedded.shape == (3, 1, lm.dim) and bool(mask.all())
+    assert torch.allclose(embedded, encoder.embed_descriptors(predicted), atol=1e-5)
+    assert lm.fuser.cond2fuse["music_descriptors"] == "sum"  # added to the LM's input at every step
 
     music = torch.tensor([[1.2, 8.0], [float("nan")] * 2, [2.0, 9.0]])  # the middle item keeps its prediction
-    taught = lm.video_condition(VideoBatch(frames, frames, music_descriptors=music))[0]["video"][0]
+    taught = lm.video_condition(VideoBatch(frames, frames, music_descriptors=music))[0]["music_descriptors"][0]
     used = torch.cat([encoder.normalize_descriptors(music[:1]), predicted[1:2],
                       encoder.normalize_descriptors(music[2:])])
-    assert torch.allclose(taught, encoder.add_descriptors(plain, used), atol=1e-5)
-    assert not torch.allclose(taught[0], memory[0], atol=1e-3)
-    assert torch.allclose(taught[1], memory[1], atol=1e-5)
+    assert torch.allclose(taught, encoder.embed_descriptors(used), atol=1e-5)
+    assert not torch.allclose(taught[0], embedded[0], atol=1e-3)
+    assert torch.allclose(taught[1], embedded[1], atol=1e-5)
+
+    # the descriptors change every step's logits, whatever the memory holds
+    codes = torch.randint(0, cfg.transformer_lm.card, (1, cfg.transformer_lm.n_q, 6), generator=g)
+    low, high = ({"video": conditions["video"][0][:1], "music_descriptors": encoder.embed_descriptors(
+        torch.full((1, 2), value))} for value in (-1.0, 1.0))
+    logits = [lm.compute_predictions(codes, [], {k: (v, torch.ones(v.shape[:2], dtype=torch.bool))
+                                                 for k, v in c.items()}).logits for c in (low, high)]
+    assert not torch.allclose(logits[0][:, 0, 0], logits[1][:, 0, 0], atol=1e-4)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     assert torch.allclose(encoder.normalize_descriptors(mean + std), torch.ones(2))
 
     # the head is fitted, not learnt: no gradient reaches it, and black frames ask for no extremes
     assert not any(p.requires_grad for p in encoder.descriptor_head.parameters())
     black = torch.zeros_like(frames[:1])
-    assert lm.video_condition(VideoBatch(black, black))[1].abs().max() <= DESCRIPTOR_LIMIT
+    null = lm.video_condition(VideoBatch(black, black))[1]
+    assert null.abs().max() <= DESCRIPTOR_LIMIT
+    assert torch.allclose(encoder.normalize_descriptors(encoder.null_descriptors()[None]), null, atol=1e-5)
+
+    # given descriptors need no prediction; CLIP tokens alone cannot give one (the read-out reads pixels too)
+    tokens = encoder.tokens(frames)
+    assert lm.video_condition(VideoBatch(tokens, tokens, music_descriptors=music[[0, 2, 0]]))[1] is None
+    with pytest.raises(ValueError, match="cannot be predicted"):
+        lm.video_condition(VideoBatch(tokens, tokens, music_descriptors=music))
+
+
+def test_frame_statistics_follow_brightness_and_flicker_and_ignore_padding_frames():
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(1, 3, 1, 32, 48, generator=g).expand(-1, -1, 4, -1, -1)
+    dim, bright = ((base * level * 255).to(torch.uint8) for level in (0.4, 0.9))
+    stats = frame_statistics(torch.cat([dim, bright]))
+    assert stats.shape == (2, FRAME_STATISTICS)
+    for index, name in enumerate(PER_FRAME_NAMES):  # the same colours, brighter: all but the saturation grow
+        assert (stats[1, index] - stats[0, index] > 0.01) == (name != "saturation"), name
+    assert float(stats[0, -1]) < 1e-6  # the same picture four times: no change
+    flicker = torch.cat([dim[:, :, :2], bright[:, :, :2]], dim=2)
+    assert float(frame_statistics(flicker)[0, -1]) > 0.05
+    padded = torch.cat([bright[:, :, :2], torch.zeros_like(bright[:, :, :3])], dim=2)
+    assert torch.allclose(frame_statistics(padded, torch.tensor([2])), frame_statistics(bright[:, :, :2]), atol=1e-5)
 
 
 def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_cfg):
@@ -98,12 +132,13 @@ def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_
     g = torch.Generator().manual_seed(1)
     width = encoder.descriptor_head[-1].in_features
     statistics = 3 + 2 * torch.randn(400, width, generator=g)
-    signal = (statistics[:, :2] - 3) / 2                                  # [N, 2] unit scale
+    signal = (statistics[:, [-1, 0]] - 3) / 2  # [N, 2] unit scale: onsets from a pixel statistic, register a token's
     unit = 0.9 * signal + 0.3 * torch.randn(400, 2, generator=g)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     fit = encoder.fit_descriptor_head(statistics[:300], mean + std * unit[:300])
     assert encoder.descriptor_head_fitted and fit.clips == 300
     assert all(c > 0.8 for c in fit.correlation) and all(f >= 1 for f in fit.spread_factor)
+    assert fit.inputs == ["pixels", "tokens"], fit  # the fewest inputs that read each one as well as all do
     lm.train()  # a fitted head keeps its fitting statistics in training
     predicted = encoder.descriptor_head(statistics[300:])
     for c in range(2):

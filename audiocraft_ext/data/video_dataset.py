@@ -29,7 +29,7 @@ from audiocraft.data.audio_utils import convert_audio
 import torch
 from torch.nn import functional as F
 
-from ..media.video import load_video_frames
+from ..media.video import VideoFrames, load_video_frames
 from .feature_cache import FeatureCache
 
 logger = logging.getLogger(__name__)
@@ -216,9 +216,14 @@ class VideoAudioDataset(AudioDataset):
         `[Tl, P, D]`) and its global frames."""
         if self.feature_cache is not None:
             return self.feature_cache.whole(meta.video_path)
-        frames = load_video_frames(meta.video_path, local_fps=self.local_fps, num_global_frames=self.num_global_frames,
-                                   size=self.frame_size, resize_mode=self.resize_mode)
+        frames = self.whole_frames(meta)
         return frames.local_frames, frames.global_frames
+
+    def whole_frames(self, meta: VideoAudioMeta) -> VideoFrames:
+        """The frames of a clip's whole video, decoded (never from the feature cache): local frames at
+        `local_fps` (uint8 `[3, Tl, H, W]`) and global frames."""
+        return load_video_frames(meta.video_path, local_fps=self.local_fps, num_global_frames=self.num_global_frames,
+                                 size=self.frame_size, resize_mode=self.resize_mode)
 
     def collater(self, samples):  # type: ignore[override]
         """`(wav [B, C, T], local, global, infos)`; with `pair_variants`, `2B` segments, variants side by side."""

@@ -21,7 +21,7 @@ from ..environment import CONFIG_DIR
 from ..modules.stft_autoencoder import ISTFTDecoder, STFTEncoder
 from ..modules.text import TEXT_CONDITION, get_text_conditioner
 from ..modules.visual import CLIP_VIT_B32, VisualConfig
-from .lm import VIDEO_CONDITION, VidMuseLM
+from .lm import DESCRIPTOR_CONDITION, VIDEO_CONDITION, VidMuseLM
 
 CLIP_PREFIX = "video_encoder.visual_encoder_model.vision_model."
 # ViT-B/32's head size; the head count of an official checkpoint's CLIP is hidden_size / 64.
@@ -51,10 +51,12 @@ def get_compression_model(cfg: omegaconf.DictConfig) -> CompressionModel:
                         renormalize=renormalize, **kwargs).to(cfg.device)
 
 
-def get_condition_fuser(text: bool = False) -> ConditionFuser:
-    """The fuser of a VidMuse LM: the video memory (and the text, if any) is the cross-attention source."""
+def get_condition_fuser(text: bool = False, music_descriptors: bool = False) -> ConditionFuser:
+    """The fuser of a VidMuse LM: the video memory (and the text, if any) is the cross-attention source; the
+    embedding of the music descriptors, if any, is added to the input."""
     cross = [VIDEO_CONDITION, TEXT_CONDITION] if text else [VIDEO_CONDITION]
-    return ConditionFuser({"cross": cross, "prepend": [], "sum": [], "input_interpolate": []})
+    summed = [DESCRIPTOR_CONDITION] if music_descriptors else []
+    return ConditionFuser({"cross": cross, "prepend": [], "sum": summed, "input_interpolate": []})
 
 
 def get_condition_provider(cfg: omegaconf.DictConfig, output_dim: int) -> ConditioningProvider:
@@ -104,7 +106,8 @@ def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: tp.Optional[VisualC
     attribute_dropout = dict_from_config(cfg.attribute_dropout) if cfg.get("attribute_dropout") else {}
     provider = get_condition_provider(cfg, kwargs["dim"])
     return VidMuseLM(pattern_provider=pattern_provider, condition_provider=provider,
-                     fuser=get_condition_fuser(text=bool(provider.conditioners)), visual_config=visual_config,
+                     fuser=get_condition_fuser(bool(provider.conditioners), visual_config.music_descriptors),
+                     visual_config=visual_config,
                      cfg_dropout=guidance["training_dropout"], cfg_coef=guidance["inference_coef"],
                      attribute_dropout=attribute_dropout, device=device, dtype=dtype, **kwargs)
 

@@ -3,7 +3,8 @@
 The video condition does not fit AudioCraft's `ConditioningAttributes` (text / wav / joint embedding), so it
 travels as a precomputed condition tensor named `video`, fused by AudioCraft's `ConditionFuser` as the
 cross-attention source. An optional text description (AudioCraft's T5 conditioner, `description`) joins it in
-the cross-attention memory. Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
+the cross-attention memory. A model built with music descriptors adds their embedding (`music_descriptors`) to
+its input at every step (the fuser's `sum`). Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
 `compute_predictions`, the decoding loop of `generate`) is AudioCraft's own.
 """
 
@@ -25,6 +26,7 @@ from ..modules.text import TEXT_CONDITION
 from ..modules.visual import VideoEncoder, VisualConfig
 
 VIDEO_CONDITION = "video"
+DESCRIPTOR_CONDITION = "music_descriptors"
 
 
 @dataclass
@@ -41,9 +43,9 @@ class VideoBatch:
         music_descriptors: optional `[B, N]` `music_descriptors` of the items' music, for a model built with
             `music_descriptors` to condition on instead of the ones it predicts from the video (teacher forcing in
             training); rows of NaN, or None, take the predicted ones.
-        whole_frames: optional frames at the local rate over each item's whole video (uint8 `[B, 3, Tw, H, W]`,
-            or CLIP tokens `[B, Tw, P, D]`), from which a model built with `music_descriptors` predicts them (its
-            head was fitted on whole videos); None: from the window's local frames.
+        whole_frames: optional frames at the local rate over each item's whole video (uint8 `[B, 3, Tw, H, W]`),
+            from which a model built with `music_descriptors` predicts them (its head was fitted on whole videos);
+            None: from the window's local frames.
         whole_lengths: `[B]` valid frames of `whole_frames` (default: all Tw).
     """
     local_frames: torch.Tensor
@@ -186,7 +188,8 @@ class VidMuseLM(LMModel):
     """AudioCraft `LMModel` whose cross-attention memory is a video embedding.
 
     Args:
-        pattern_provider, condition_provider, fuser: as `LMModel`; the fuser must route `video` to `cross`.
+        pattern_provider, condition_provider, fuser: as `LMModel`; the fuser must route `video` to `cross`
+            (and, with music descriptors, `music_descriptors` to `sum`).
         visual_config: the visual side (`VisualConfig`).
         **kwargs: `LMModel` arguments (n_q, card, dim, num_heads, ...). Cross-attention is always on.
     """
@@ -196,6 +199,8 @@ class VidMuseLM(LMModel):
         for name in [VIDEO_CONDITION, *condition_provider.conditioners]:
             if fuser.cond2fuse.get(name) != "cross":
                 raise ValueError(f"the fuser must fuse the '{name}' condition by cross-attention")
+        if visual_config.music_descriptors and fuser.cond2fuse.get(DESCRIPTOR_CONDITION) != "sum":
+            raise ValueError(f"the fuser must add the '{DESCRIPTOR_CONDITION}' condition to the input (sum)")
         kwargs["cross_attention"] = True
         factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
@@ -292,8 +297,9 @@ class VidMuseLM(LMModel):
                         ) -> tp.Tuple[ConditionTensors, tp.Optional[torch.Tensor]]:
         """`compute_video_condition`, and for a model built with `music_descriptors` the descriptors it predicts
         from each item's video (`whole_frames` when given, else the window's), on the unit scale `[B, N]` (None
-        otherwise). The memory carries the embedding of `video.music_descriptors` where given, of the predicted
-        ones elsewhere."""
+        otherwise, and when `video.music_descriptors` gives them all: a batch of CLIP tokens must give them).
+        Their condition (`music_descriptors`, `[B, 1, dim]`) embeds `video.music_descriptors` where given, the
+        predicted ones elsewhere."""
         if not self.has_text_conditioner and any(text is not None for text in video.texts):
             raise ValueError("this model has no text conditioner: descriptions cannot be used")
         if with_null:
@@ -309,19 +315,28 @@ class VidMuseLM(LMModel):
         else:
             frame_valid = torch.arange(T, device=device)[None, :] < video.local_lengths.to(device)[:, None]
             mask = frame_valid.repeat_interleave(encoder.tokens_per_frame, dim=1)
+        conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
         predicted = None
         if self.visual_config.music_descriptors:
-            if video.whole_frames is None:
-                predicted = encoder.predict_descriptors(global_tokens, local_tokens, video.local_lengths)
+            given = None if video.music_descriptors is None \
+                else encoder.normalize_descriptors(video.music_descriptors.to(device))
+            if given is None or bool(given.isnan().any()):
+                if video.whole_frames is None:
+                    frames, tokens, lengths = video.local_frames, local_tokens, video.local_lengths
+                else:
+                    frames, lengths = video.whole_frames, video.whole_lengths
+                    tokens = encoder.tokens(frames.to(device))
+                if frames.dtype != torch.uint8:
+                    raise ValueError("the music descriptors of a batch of CLIP tokens cannot be predicted (the "
+                                     "read-out also reads the pixels): give them (VideoBatch.music_descriptors)")
+                predicted = encoder.predict_descriptors(global_tokens, tokens, frames.to(device), lengths)
+            if predicted is None:
+                used = given
+            elif given is None:
+                used = predicted
             else:
-                predicted = encoder.predict_descriptors(global_tokens, encoder.tokens(video.whole_frames.to(device)),
-                                                        video.whole_lengths)
-            used = predicted
-            if video.music_descriptors is not None:
-                given = encoder.normalize_descriptors(video.music_descriptors.to(device))
-                used = torch.where(given.isnan(), used, given.to(used))
-            memory = encoder.add_descriptors(memory, used)
-        conditions: ConditionTensors = {VIDEO_CONDITION: (memory, mask)}
+                used = torch.where(given.isnan(), predicted, given.to(predicted))
+            conditions[DESCRIPTOR_CONDITION] = (encoder.embed_descriptors(used), torch.ones(B, 1, device=device))
         if self.has_text_conditioner:
             conditioner = self.condition_provider.conditioners[TEXT_CONDITION]
             conditioner.device = device  # where tokens are put

@@ -15,12 +15,18 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from .frame_statistics import FRAME_STATISTICS, frame_statistics
+
 # CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Predicted descriptors are clipped to this many spreads from their mean: statistics unlike any of the fitting
 # clips' (the null video's black frames have no spread and no motion) would otherwise ask the LM for extremes.
 DESCRIPTOR_LIMIT = 3.0
+# The read-out's candidate inputs, fewest features first: the fit takes the first whose cross-validated error is
+# within one standard error of the best (a read-out of 21 pixel statistics generalises to unseen looks where one
+# of thousands of token statistics would follow the training looks).
+DESCRIPTOR_INPUTS = ("pixels", "tokens", "both")
 # ViT-B/32 as loaded by the release from `openai/clip-vit-base-patch32`.
 CLIP_VIT_B32 = dict(hidden_size=768, intermediate_size=3072, projection_dim=512, num_hidden_layers=12,
                     num_attention_heads=12, num_channels=3, image_size=224, patch_size=32,
@@ -51,12 +57,12 @@ class VisualConfig:
             so that a decoding step can find the frames of its own time.
         frame_time_max_period: max period of that embedding, in positions.
         music_descriptors: predict the music's descriptors (`modules.music_descriptors`: onset rate, register)
-            by a linear read-out of pooled CLIP token statistics (`token_statistics` of the global frames and of
-            the whole video's local frames; `predict_descriptors`), fitted in closed form on a training set
-            (`fit_descriptor_head`), and add an embedding of descriptors to every memory token (`add_descriptors`):
-            the values read off the music itself in training (teacher forcing), the predicted ones at inference.
-            The LM then learns tempo and register from a clean signal, and the picture sets them through the
-            read-out. Off in the release.
+            by a linear read-out of the whole video's `descriptor_statistics` (pooled CLIP token statistics and
+            pixel statistics; `predict_descriptors`), fitted in closed form on a training set
+            (`fit_descriptor_head`), and embed descriptors (`embed_descriptors`) for the LM to add to its input
+            at every step: the values read off the music itself in training (teacher forcing), the predicted ones
+            at inference. The LM then learns tempo and register from a clean signal, and the picture sets them
+            through the read-out. Off in the release.
         descriptor_mean, descriptor_std: the descriptors' typical mean and spread, to put them on a unit scale
             (defaults: 2 s segments of the synthetic corpus, log(1 + onsets/s) 1.52 +- 0.40, register 8.25 +- 0.53
             log2 Hz).
@@ -115,6 +121,15 @@ def token_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor,
                       torch.log(change_mean + 1e-4), torch.log(change_std + 1e-4)], dim=-1)
 
 
+def descriptor_statistics(global_tokens: torch.Tensor, local_tokens: torch.Tensor, local_frames: torch.Tensor,
+                          local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What the descriptor read-out reads of a video, `[B, 4 * D + FRAME_STATISTICS]`: the `token_statistics` of
+    its global tokens `[B, Tg, P, D]` and local tokens `[B, T, P, D]`, then the `frame_statistics` of the local
+    frames they came from (uint8 `[B, 3, T, H, W]`; `local_lengths` `[B]` valid frames)."""
+    return torch.cat([token_statistics(global_tokens.float(), local_tokens.float(), local_lengths),
+                      frame_statistics(local_frames, local_lengths).to(local_tokens.device)], dim=-1)
+
+
 def ridge_regression(x: torch.Tensor, y: torch.Tensor, ridge: float) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     """Ridge regression of `y` `[N]` on `x` `[N, F]` with an unpenalised intercept: weights `[F]` and bias."""
     x_mean, y_mean = x.mean(0), y.mean()
@@ -126,10 +141,12 @@ def ridge_regression(x: torch.Tensor, y: torch.Tensor, ridge: float) -> tp.Tuple
 
 @dataclass
 class DescriptorFit:
-    """What `VideoEncoder.fit_descriptor_head` fitted, one value per descriptor: the ridge strength chosen by
-    cross-validation, the Pearson correlation of the held-out predictions with the descriptors (unit scale), and
-    the factor that put the read-out back on the descriptors' spread (0: not readable, the mean is predicted)."""
+    """What `VideoEncoder.fit_descriptor_head` fitted, one value per descriptor: the inputs (`DESCRIPTOR_INPUTS`)
+    and ridge strength chosen by cross-validation, the Pearson correlation of the held-out predictions with the
+    descriptors (unit scale), and the factor that put the read-out back on the descriptors' spread (0: not
+    readable, the mean is predicted)."""
     clips: int
+    inputs: tp.List[str]
     ridge: tp.List[float]
     correlation: tp.List[float]
     spread_factor: tp.List[float]
@@ -286,13 +303,13 @@ class VideoEncoder(nn.Module):
             count = len(config.descriptor_mean)
             # a statistic's level across dimensions (how much the tokens change) carries speed, so each statistic
             # is standardised over the fitting clips (the norm's running statistics), not across dimensions
-            self.descriptor_head = nn.Sequential(nn.BatchNorm1d(4 * dim, affine=False),
-                                                 nn.Linear(4 * dim, count))
+            width = 4 * dim + FRAME_STATISTICS  # `descriptor_statistics`
+            self.descriptor_head = nn.Sequential(nn.BatchNorm1d(width, affine=False), nn.Linear(width, count))
             self.descriptor_head.requires_grad_(False)  # fitted in closed form (`fit_descriptor_head`), not learnt
             self.register_buffer("descriptor_fit_clips", torch.zeros(()))  # float: AudioCraft's EMA keeps floats only
             self.descriptor_embedding = nn.Sequential(nn.Linear(count, output_dim), nn.GELU(),
                                                       nn.Linear(output_dim, output_dim))
-            nn.init.zeros_(self.descriptor_embedding[-1].weight)  # a model fine-tuned with it keeps its memory at first
+            nn.init.zeros_(self.descriptor_embedding[-1].weight)  # a model fine-tuned with it is unchanged at first
             nn.init.zeros_(self.descriptor_embedding[-1].bias)
 
     def train(self, mode: bool = True):
@@ -395,23 +412,38 @@ class VideoEncoder(nn.Module):
         return self.descriptor_head is not None and int(self.descriptor_fit_clips) > 0
 
     def predict_descriptors(self, global_tokens: torch.Tensor, local_tokens: torch.Tensor,
-                            local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+                            local_frames: torch.Tensor, local_lengths: tp.Optional[torch.Tensor] = None
+                            ) -> torch.Tensor:
         """The music's descriptors on the unit scale `[B, N]` predicted from the CLIP tokens of the global frames
-        `[B, Tg, P, D]` and of local-rate frames `[B, T, P, D]` (`local_lengths` `[B]` valid frames; the whole
-        video's, as the head was fitted), by the linear read-out of their `token_statistics`, clipped to
-        `DESCRIPTOR_LIMIT`."""
+        `[B, Tg, P, D]` and of local-rate frames `[B, T, P, D]`, and those frames (uint8 `[B, 3, T, H, W]`;
+        `local_lengths` `[B]` valid frames; the whole video's, as the head was fitted), by the linear read-out of
+        their `descriptor_statistics`, clipped to `DESCRIPTOR_LIMIT`."""
         assert self.descriptor_head is not None, "built without music_descriptors"
-        statistics = token_statistics(global_tokens.float(), local_tokens.float(), local_lengths)
+        statistics = descriptor_statistics(global_tokens, local_tokens, local_frames, local_lengths)
         predicted = self.descriptor_head(statistics.to(self.descriptor_head[-1].weight))
         return predicted.clamp(-DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT).to(self.local_pos_embedding.dtype)
+
+    def null_descriptors(self) -> torch.Tensor:
+        """The `music_descriptors` values `[N]` the model predicts for the null video (black frames), which
+        classifier-free guidance conditions on: the same for any length of video."""
+        size = self.config.clip["image_size"]
+        device = self.local_pos_embedding.device
+        black = torch.zeros(1, 3, 2, size, size, dtype=torch.uint8, device=device)
+        tokens = self.tokens(black)
+        unit = self.predict_descriptors(tokens, tokens, black)[0].float()
+        mean, std = (torch.tensor(v, dtype=torch.float32, device=device)
+                     for v in (self.config.descriptor_mean, self.config.descriptor_std))
+        return mean + std * unit
 
     @torch.no_grad()
     def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,
                             ridges: tp.Sequence[float] = (1.0, 10.0, 100.0, 1000.0), folds: int = 5,
                             max_spread_factor: float = 3.0) -> "DescriptorFit":
         """Fit the descriptor head in closed form: ridge regressions of `music_descriptors` values `[N, C]` on
-        `token_statistics` `[N, 4D]` of N clips (each clip's whole video and whole music), on standardised
-        statistics, each descriptor's ridge strength chosen among `ridges` by `folds`-fold cross-validation.
+        `descriptor_statistics` `[N, 4D + FRAME_STATISTICS]` of N clips (each clip's whole video and whole music),
+        on standardised statistics, each descriptor's inputs (`DESCRIPTOR_INPUTS`: the pixel statistics, the token
+        statistics or both) and ridge strength chosen among `ridges` by `folds`-fold cross-validation: the fewest
+        inputs whose held-out error is within one standard error of the best.
         A ridge shrinks its predictions towards the mean, and an LM conditioned on them would then play every
         video near the typical tempo and register, so the read-out is scaled to put its held-out predictions back
         on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
@@ -428,26 +460,34 @@ class VideoEncoder(nn.Module):
         x = (x - mean) / (var + norm.eps).sqrt()
         y = self.normalize_descriptors(descriptors).double()
         fold = torch.arange(len(x)) % folds
-        fit = DescriptorFit(clips=len(x), ridge=[], correlation=[], spread_factor=[])
+        fit = DescriptorFit(clips=len(x), inputs=[], ridge=[], correlation=[], spread_factor=[])
+        pixels = torch.arange(x.shape[1]) >= x.shape[1] - FRAME_STATISTICS
+        columns = {"pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
         weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)
         for c in range(y.shape[1]):
-            held_out = {ridge: torch.empty(len(x), dtype=torch.float64) for ridge in ridges}
+            candidates = [(inputs, ridge) for inputs in DESCRIPTOR_INPUTS for ridge in ridges]
+            held_out = {key: torch.empty(len(x), dtype=torch.float64) for key in candidates}
             for k in range(folds):
                 train = fold != k
-                for ridge in ridges:
-                    w, b = ridge_regression(x[train], y[train, c], ridge)
-                    held_out[ridge][~train] = x[~train] @ w + b
-            error = {ridge: float((held_out[ridge] - y[:, c]).pow(2).mean()) for ridge in ridges}
-            best = min(ridges, key=error.__getitem__)
-            predictions = held_out[best]
+                for inputs, ridge in candidates:
+                    part = x[:, columns[inputs]]
+                    w, b = ridge_regression(part[train], y[train, c], ridge)
+                    held_out[inputs, ridge][~train] = part[~train] @ w + b
+            squared = {key: (predictions - y[:, c]).pow(2) for key, predictions in held_out.items()}
+            best = min(candidates, key=lambda key: float(squared[key].mean()))
+            bound = float(squared[best].mean() + squared[best].std() / len(x) ** 0.5)
+            chosen = next(key for key in candidates if float(squared[key].mean()) <= bound)
+            predictions = held_out[chosen]
             correlation = float(torch.corrcoef(torch.stack([predictions, y[:, c]]))[0, 1])
             factor = min(max_spread_factor, float(y[:, c].std() / predictions.std().clamp(min=1e-6)))
             if not correlation > 3 / len(x) ** 0.5:
                 factor = 0.0  # within three standard errors of none (the ridge was chosen on the same folds): the
                 # picture does not tell, predict the mean
-            w, _ = ridge_regression(x, y[:, c], best)
-            weight[c] = factor * w  # x is centred over the clips: the scaled read-out keeps the mean as bias
-            fit.ridge.append(best)
+            inputs, ridge = chosen
+            w, _ = ridge_regression(x[:, columns[inputs]], y[:, c], ridge)
+            weight[c, columns[inputs]] = factor * w  # x is centred over the clips: the read-out keeps the mean as bias
+            fit.inputs.append(inputs)
+            fit.ridge.append(ridge)
             fit.correlation.append(correlation)
             fit.spread_factor.append(factor)
         norm.running_mean.copy_(mean)
@@ -457,11 +497,13 @@ class VideoEncoder(nn.Module):
         self.descriptor_fit_clips.fill_(len(x))
         return fit
 
-    def add_descriptors(self, memory: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
-        """Memory `[B, S, output_dim]` with the embedding of descriptors on the unit scale `[B, N]` added to
-        every token."""
+    def embed_descriptors(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """Descriptors on the unit scale `[B, N]` -> their embedding `[B, 1, output_dim]`, a condition the LM adds
+        to its input at every step (AudioCraft's fuser, `sum`). Added to the video memory instead, the descriptors
+        reached the LM through cross-attention over tokens of the picture, and a look unlike the training set's
+        changed what the LM read of them."""
         assert self.descriptor_embedding is not None, "built without music_descriptors"
-        return memory + self.descriptor_embedding(descriptors.to(memory.dtype))[:, None]
+        return self.descriptor_embedding(descriptors.to(self.descriptor_embedding[0].weight))[:, None]
 
     def forward(self, local: torch.Tensor, glob: torch.Tensor, local_times: tp.Optional[torch.Tensor] = None,
                 local_lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -21,7 +21,8 @@ What changes from MusicGen's solver:
   off each item's audio): before the first epoch, the head that predicts them from a whole video is fitted in
   closed form on the training clips (`fit_descriptor_head`; each clip's whole video and whole music), and the LM
   is conditioned on each segment's own values (teacher forcing; in training with a little noise,
-  `music_descriptors.teacher_noise`), on the predicted ones for the items whose video CFG dropout nulled;
+  `music_descriptors.teacher_noise`), on the null video's predicted ones for the items CFG dropout nulled (the
+  generate stage's samples too are conditioned on their music's own: cached tokens carry no pixels);
 - optionally (`history_noise.probability > 0`), training inputs whose music before a random step is random
   codes (`noise_music_history`), so that the LM learns tempo and register from the video where its past is no
   guide; the loss stays on the clean codes.
@@ -56,7 +57,7 @@ from ..models.loaders import (ModelFilesMissing, find_lm_file, is_official_state
                               load_compression_model_from_cfg, load_package, map_official_state_dict)
 from ..modules.cross_attention import cross_attention_modules
 from ..modules.music_descriptors import music_descriptors
-from ..modules.visual import token_statistics
+from ..modules.visual import descriptor_statistics
 from ..utils.checkpoint import best_model_state
 from ..utils.checksum import module_fingerprint
 from ..utils.shards import shard
@@ -193,6 +194,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.scaler = torch.amp.GradScaler("cuda")
             self.register_stateful("scaler")
         self._null_tokens: tp.Optional[torch.Tensor] = None
+        self._null_values: tp.Optional[torch.Tensor] = None
         self._contrast_items: tp.Optional[torch.Tensor] = None  # items of a step's contrastive loss, if any
         self._targets: tp.Optional[torch.Tensor] = None  # a step's clean codes when its inputs were noised
 
@@ -249,8 +251,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     @torch.no_grad()
     def _fit_descriptor_head(self) -> None:
         """Fit the descriptor head (`VideoEncoder.fit_descriptor_head`) on up to `music_descriptors.fit_clips`
-        training clips: the `token_statistics` of each clip's whole video (local frames at the local rate) and the
-        `music_descriptors` of its whole music. Every rank fits the same clips, so the weights stay identical."""
+        training clips: the `descriptor_statistics` of each clip's whole video (local frames at the local rate; the
+        pixels decoded anew, the tokens from the feature cache if any) and the `music_descriptors` of its whole
+        music. Every rank fits the same clips, so the weights stay identical."""
         cfg = self.cfg.music_descriptors
         dataset = get_dataset_from_loader(self.dataloaders["train"])
         metas = dataset.meta[:int(cfg.fit_clips)]
@@ -259,15 +262,16 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         for meta in tqdm(metas, desc="fitting the descriptor head", unit="clip",
                          disable=not flashy.distrib.is_rank_zero()):
             local, glob = (tokens.to(self.device)[None] for tokens in dataset.whole_video(meta))
-            statistics.append(token_statistics(encoder.tokens(glob).float(), encoder.tokens(local).float()))
+            frames = dataset.whole_frames(meta).local_frames[None]
+            statistics.append(descriptor_statistics(encoder.tokens(glob), encoder.tokens(local), frames))
             wav, sr = audio_read(meta.path)
             wav = convert_audio(wav, sr, self.cfg.sample_rate, self.cfg.channels)
             descriptors.append(music_descriptors(wav[None].to(self.device), self.cfg.sample_rate))
         fit = encoder.fit_descriptor_head(torch.cat(statistics), torch.cat(descriptors),
                                           tuple(cfg.fit_ridges), int(cfg.fit_folds),
                                           float(cfg.fit_max_spread_factor))
-        self.logger.info("descriptor head fitted on %d clips: held-out correlation %s, ridge %s, spread factor %s",
-                         fit.clips, [round(c, 2) for c in fit.correlation], fit.ridge,
+        self.logger.info("descriptor head fitted on %d clips: held-out correlation %s, inputs %s, ridge %s, "
+                         "spread factor %s", fit.clips, [round(c, 2) for c in fit.correlation], fit.inputs, fit.ridge,
                          [round(f, 2) for f in fit.spread_factor])
         if self.ema is not None:  # the averaged weights hold the fitted head from the start
             self.ema.copy_frozen()
@@ -318,9 +322,17 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self._null_tokens = self.model.video_encoder.clip_tokens(black)[0].float()
         return self._null_tokens.to(like).expand_as(like[0])[None].expand_as(like)
 
+    def _null_descriptors(self) -> torch.Tensor:
+        """`VideoEncoder.null_descriptors` `[N]`, computed once (the head is fitted before the first step)."""
+        if self._null_values is None:
+            self._null_values = self.model.video_encoder.null_descriptors().float()
+        return self._null_values
+
     def _video_batch(self, batch: Batch, dropout: bool) -> tp.Tuple[VideoBatch, torch.Tensor]:
         """The condition of a batch and the bool `[B]` mask of its items nulled by CFG dropout (in training,
-        dropout nulls the video and the text of some items; otherwise none is)."""
+        dropout nulls the video and the text of some items; otherwise none is). A model built with music
+        descriptors is conditioned on the music's own (`_teacher_descriptors`), in every stage: the feature
+        cache's tokens carry no pixels to predict them from."""
         _, local, glob, infos = batch
         local, glob = local.to(self.device), glob.to(self.device)
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
@@ -330,7 +342,10 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
             if texts is not None:
                 texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
-        return VideoBatch(local, glob, descriptions=texts), drop
+        video = VideoBatch(local, glob, descriptions=texts)
+        if self.model.visual_config.music_descriptors:
+            video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
+        return video, drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
         """For the contrastive loss: the batch's videos followed by each item's partner's video
@@ -389,8 +404,6 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         targets, padding_mask = self._audio_tokens(batch)
         video, drop = self._video_batch(batch, dropout=self.model.training)
         self._contrast_items = None  # set anew by every step: nothing carries over from one that failed
-        if self.model.visual_config.music_descriptors:
-            video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
         noise = float(self.cfg.history_noise.probability) if self.model.training else 0.0
         audio_tokens, padding_mask = noise_music_history(targets, padding_mask, noise, self.model.card)
         if self.cfg.contrastive.weight > 0 and len(video) > 1:
@@ -412,11 +425,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     def _teacher_descriptors(self, descriptors: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """The descriptors a batch is conditioned on: the music's own `[B, N]`, in training plus Gaussian noise of
         `music_descriptors.teacher_noise` times their typical spread (the predicted ones at inference are never
-        exact), NaN (the predicted ones, here from the null video) for the items nulled by CFG dropout."""
+        exact), the ones predicted for the null video (`VideoEncoder.null_descriptors`) for the items nulled by CFG
+        dropout, as at inference."""
         std = torch.tensor(self.model.visual_config.descriptor_std, device=descriptors.device)
         noise = float(self.cfg.music_descriptors.teacher_noise) if self.model.training else 0.0
         noisy = descriptors + noise * std * torch.randn_like(descriptors)
-        return noisy.masked_fill(drop[:, None].to(descriptors.device), float("nan"))
+        null = self._null_descriptors().to(noisy)
+        return torch.where(drop[:, None].to(descriptors.device), null, noisy)
 
     def run_step(self, idx: int, batch: Batch, metrics: dict) -> dict:  # type: ignore[override]
         """AudioCraft's step; outside training, also the `video_gain` metric (`_video_gain`)."""
@@ -442,8 +457,12 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         return (own - null).mean()
 
     def _null_batch(self, video: VideoBatch) -> VideoBatch:
-        """The null condition for a batch: the null video for every item, no text (as CFG dropout leaves it)."""
-        return VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
+        """The null condition for a batch: the null video for every item, no text, and the null video's music
+        descriptors for a model built with them (as CFG dropout leaves it)."""
+        null = VideoBatch(self._null_visual(video.local_frames), self._null_visual(video.global_frames))
+        if self.model.visual_config.music_descriptors:
+            null.music_descriptors = self._null_descriptors().expand(len(video), -1)
+        return null
 
     # ----------------------------------------------------------- generation
     @torch.no_grad()
