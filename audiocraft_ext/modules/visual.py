@@ -403,9 +403,13 @@ class VideoEncoder(nn.Module):
 
     def normalize_descriptors(self, descriptors: torch.Tensor) -> torch.Tensor:
         """`music_descriptors` values `[B, N]` -> the same on the unit scale the head predicts `[B, N]`."""
-        mean, std = (torch.tensor(v, dtype=torch.float32, device=descriptors.device)
-                     for v in (self.config.descriptor_mean, self.config.descriptor_std))
+        mean, std = self._descriptor_scale(descriptors.device)
         return (descriptors.float() - mean) / std
+
+    def _descriptor_scale(self, device: torch.device) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """`descriptor_mean` and `descriptor_std` as float tensors `[N]`."""
+        return tuple(torch.tensor(v, dtype=torch.float32, device=device)  # type: ignore[return-value]
+                     for v in (self.config.descriptor_mean, self.config.descriptor_std))
 
     @property
     def descriptor_head_fitted(self) -> bool:
@@ -430,10 +434,8 @@ class VideoEncoder(nn.Module):
         device = self.local_pos_embedding.device
         black = torch.zeros(1, 3, 2, size, size, dtype=torch.uint8, device=device)
         tokens = self.tokens(black)
-        unit = self.predict_descriptors(tokens, tokens, black)[0].float()
-        mean, std = (torch.tensor(v, dtype=torch.float32, device=device)
-                     for v in (self.config.descriptor_mean, self.config.descriptor_std))
-        return mean + std * unit
+        mean, std = self._descriptor_scale(device)
+        return mean + std * self.predict_descriptors(tokens, tokens, black)[0].float()
 
     @torch.no_grad()
     def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,
