@@ -153,6 +153,30 @@ def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_
         encoder.fit_descriptor_head(statistics[:2], mean + std * unit[:2])
 
 
+def test_folds_that_hold_out_a_domain_choose_the_read_out_that_carries_to_a_new_one(tiny_lm_cfg):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    encoder = build_tiny_lm(cfg).video_encoder
+    g = torch.Generator().manual_seed(2)
+    width = encoder.descriptor_head[-1].in_features
+    domains = [f"look{k % 4}" for k in range(400)]
+    # a token statistic reads the music closely once its domain's own shift is known (the other token statistics
+    # identify the domain), but not in a domain it has not seen; a pixel statistic reads it less closely everywhere
+    shifts, codes = 2 * torch.randn(4, generator=g), torch.randn(4, width, generator=g)
+    index = torch.arange(400) % 4
+    signal = torch.randn(400, generator=g)
+    statistics = codes[index] + 0.05 * torch.randn(400, width, generator=g)
+    statistics[:, 0] = signal + shifts[index]
+    statistics[:, -FRAME_STATISTICS:] = torch.randn(400, FRAME_STATISTICS, generator=g)
+    statistics[:, -1] = signal + 0.5 * torch.randn(400, generator=g)
+    unit = torch.stack([signal, signal], dim=1)
+    mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
+    within = encoder.fit_descriptor_head(statistics, mean + std * unit)
+    assert within.folds == 5 and within.inputs == ["tokens", "tokens"]
+    across = encoder.fit_descriptor_head(statistics, mean + std * unit, domains=domains)
+    assert across.folds == 4 and across.inputs == ["pixels", "pixels"]
+
+
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True

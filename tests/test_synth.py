@@ -227,6 +227,7 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     specs = write_corpus(tmp_path / "corpus", count=3, seed=1000, duration=2.0, progress=False)
     metas = load_video_audio_meta(tmp_path / "corpus")
     assert len(metas) == 3 and len(specs) == 3
+    assert [meta.domain for meta in metas] == [spec.look for spec in specs]  # the read-out's folds hold out a look
     for meta in metas:
         assert abs(probe_video(meta.video_path).duration - 2.0) < 1e-6
         assert soundfile.info(meta.path).frames == 64000

@@ -39,11 +39,14 @@ SEEK_MODES = ("release", "random")
 @dataclass(order=True)
 class VideoAudioMeta(AudioMeta):
     """`AudioMeta` with the video the music goes with, an optional text description of the music (else read
-    from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one), and an optional
-    `group`: clips sharing it are variants of one scene (see `VideoAudioDataset`'s `pair_variants`)."""
+    from the `description` of AudioCraft's MusicInfo sidecar `<audio>.json`, when there is one), an optional
+    `group`: clips sharing it are variants of one scene (see `VideoAudioDataset`'s `pair_variants`), and an optional
+    `domain`: the kind of video (a source, a style, a look), whose clips the descriptor read-out's
+    cross-validation holds out together (`VideoEncoder.fit_descriptor_head`)."""
     video_path: str = ""
     description: tp.Optional[str] = None
     group: tp.Optional[str] = None
+    domain: tp.Optional[str] = None
 
     @classmethod
     def from_dict(cls, dictionary: dict) -> "VideoAudioMeta":

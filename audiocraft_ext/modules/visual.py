@@ -146,6 +146,7 @@ class DescriptorFit:
     descriptors (unit scale), and the factor that put the read-out back on the descriptors' spread (0: not
     readable, the mean is predicted)."""
     clips: int
+    folds: int
     inputs: tp.List[str]
     ridge: tp.List[float]
     correlation: tp.List[float]
@@ -440,12 +441,15 @@ class VideoEncoder(nn.Module):
     @torch.no_grad()
     def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,
                             ridges: tp.Sequence[float] = (1.0, 10.0, 100.0, 1000.0), folds: int = 5,
-                            max_spread_factor: float = 3.0) -> "DescriptorFit":
+                            max_spread_factor: float = 3.0, domains: tp.Optional[tp.Sequence[str]] = None
+                            ) -> "DescriptorFit":
         """Fit the descriptor head in closed form: ridge regressions of `music_descriptors` values `[N, C]` on
         `descriptor_statistics` `[N, 4D + FRAME_STATISTICS]` of N clips (each clip's whole video and whole music),
         on standardised statistics, each descriptor's inputs (`DESCRIPTOR_INPUTS`: the pixel statistics, the token
         statistics or both) and ridge strength chosen among `ridges` by `folds`-fold cross-validation: the fewest
-        inputs whose held-out error is within one standard error of the best.
+        inputs whose held-out error is within one standard error of the best. With each clip's domain (`domains`,
+        e.g. a look; at least two distinct), each fold holds out one whole domain instead, so that the choice is
+        the read-out that carries to a kind of video it was not fitted on.
         A ridge shrinks its predictions towards the mean, and an LM conditioned on them would then play every
         video near the typical tempo and register, so the read-out is scaled to put its held-out predictions back
         on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
@@ -455,14 +459,18 @@ class VideoEncoder(nn.Module):
         assert self.descriptor_head is not None, "built without music_descriptors"
         if len(statistics) < 3:
             raise ValueError(f"fitting the descriptor head needs at least 3 clips, got {len(statistics)}")
-        folds = min(folds, len(statistics))
+        if domains is not None and len(set(domains)) > 1:
+            names = sorted(set(domains))
+            fold, folds = torch.tensor([names.index(domain) for domain in domains]), len(names)
+        else:
+            folds = min(folds, len(statistics))
+            fold = torch.arange(len(statistics)) % folds
         norm, linear = self.descriptor_head
         x = statistics.double()
         mean, var = x.mean(0), x.var(0, unbiased=False)
         x = (x - mean) / (var + norm.eps).sqrt()
         y = self.normalize_descriptors(descriptors).double()
-        fold = torch.arange(len(x)) % folds
-        fit = DescriptorFit(clips=len(x), inputs=[], ridge=[], correlation=[], spread_factor=[])
+        fit = DescriptorFit(clips=len(x), folds=folds, inputs=[], ridge=[], correlation=[], spread_factor=[])
         pixels = torch.arange(x.shape[1]) >= x.shape[1] - FRAME_STATISTICS
         columns = {"pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
         weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)

@@ -253,7 +253,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         """Fit the descriptor head (`VideoEncoder.fit_descriptor_head`) on up to `music_descriptors.fit_clips`
         training clips: the `descriptor_statistics` of each clip's whole video (local frames at the local rate; the
         pixels decoded anew, the tokens from the feature cache if any) and the `music_descriptors` of its whole
-        music. Every rank fits the same clips, so the weights stay identical."""
+        music (with the manifest's `domain` of every clip, each cross-validation fold holds out one domain). Every
+        rank fits the same clips, so the weights stay identical."""
         cfg = self.cfg.music_descriptors
         dataset = get_dataset_from_loader(self.dataloaders["train"])
         metas = dataset.meta[:int(cfg.fit_clips)]
@@ -267,12 +268,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             wav, sr = audio_read(meta.path)
             wav = convert_audio(wav, sr, self.cfg.sample_rate, self.cfg.channels)
             descriptors.append(music_descriptors(wav[None].to(self.device), self.cfg.sample_rate))
+        domains = [meta.domain for meta in metas]
         fit = encoder.fit_descriptor_head(torch.cat(statistics), torch.cat(descriptors),
-                                          tuple(cfg.fit_ridges), int(cfg.fit_folds),
-                                          float(cfg.fit_max_spread_factor))
-        self.logger.info("descriptor head fitted on %d clips: held-out correlation %s, inputs %s, ridge %s, "
-                         "spread factor %s", fit.clips, [round(c, 2) for c in fit.correlation], fit.inputs, fit.ridge,
-                         [round(f, 2) for f in fit.spread_factor])
+                                          tuple(cfg.fit_ridges), int(cfg.fit_folds), float(cfg.fit_max_spread_factor),
+                                          None if None in domains else domains)
+        self.logger.info("descriptor head fitted on %d clips (%d folds): held-out correlation %s, inputs %s, "
+                         "ridge %s, spread factor %s", fit.clips, fit.folds, [round(c, 2) for c in fit.correlation],
+                         fit.inputs, fit.ridge, [round(f, 2) for f in fit.spread_factor])
         if self.ema is not None:  # the averaged weights hold the fitted head from the start
             self.ema.copy_frozen()
 

@@ -271,7 +271,7 @@ def write_clip(spec: ClipSpec, folder: Path, suffix: str = "", group: tp.Optiona
     video = write_scenes(folder / f"{stem}.mp4", scenes_for(spec), video_fmt.fps, video_fmt.size, crf=video_fmt.crf)
     wav = write_wav(folder / f"{stem}.wav", torch.from_numpy(synthesize(spec))[None], SAMPLE_RATE)
     return VideoAudioMeta(path=str(wav.resolve()), duration=spec.duration, sample_rate=SAMPLE_RATE,
-                          video_path=str(video.resolve()), group=group)
+                          video_path=str(video.resolve()), group=group, domain=spec.look)
 
 
 def write_corpus(folder: tp.Union[str, Path], count: int, seed: int = 0, duration: float = 10.0,
