@@ -4,8 +4,8 @@ The video condition does not fit AudioCraft's `ConditioningAttributes` (text / w
 travels as a precomputed condition tensor named `video`, fused by AudioCraft's `ConditionFuser` as the
 cross-attention source. An optional text description (AudioCraft's T5 conditioner, `description`) joins it in
 the cross-attention memory. A model built with music descriptors adds their embedding (`music_descriptors`) to
-its input at every step (the fuser's `sum`). Everything else (embeddings, streaming transformer, codebook pattern, teacher-forced
-`compute_predictions`, the decoding loop of `generate`) is AudioCraft's own.
+its input at every step (the fuser's `sum`). Everything else (embeddings, streaming transformer, codebook
+pattern, teacher-forced `compute_predictions`, the decoding loop of `generate`) is AudioCraft's own.
 """
 
 from contextlib import contextmanager
