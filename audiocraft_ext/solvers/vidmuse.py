@@ -262,9 +262,12 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         statistics, descriptors = [], []
         for meta in tqdm(metas, desc="fitting the descriptor head", unit="clip",
                          disable=not flashy.distrib.is_rank_zero()):
-            local, glob = (tokens.to(self.device)[None] for tokens in dataset.whole_video(meta))
-            frames = dataset.whole_frames(meta).local_frames[None]
-            statistics.append(descriptor_statistics(encoder.tokens(glob), encoder.tokens(local), frames))
+            decoded = dataset.whole_frames(meta)  # the pixels; without a feature cache, the tokens' frames too
+            visuals = dataset.whole_video(meta) if dataset.feature_cache is not None \
+                else (decoded.local_frames, decoded.global_frames)
+            local, glob = (visual.to(self.device)[None] for visual in visuals)
+            statistics.append(descriptor_statistics(encoder.tokens(glob), encoder.tokens(local),
+                                                    decoded.local_frames[None]))
             wav, sr = audio_read(meta.path)
             wav = convert_audio(wav, sr, self.cfg.sample_rate, self.cfg.channels)
             descriptors.append(music_descriptors(wav[None].to(self.device), self.cfg.sample_rate))
