@@ -9,7 +9,8 @@ from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, expo
 from audiocraft_ext.models.lm import VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
-from audiocraft_ext.modules.frame_statistics import FRAME_STATISTICS, PER_FRAME_NAMES, frame_statistics
+from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
+                                                     PER_FRAME_NAMES, frame_statistics)
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.evaluate import predicted_descriptors
 
@@ -176,6 +177,32 @@ def test_folds_that_hold_out_a_domain_choose_the_read_out_that_carries_to_a_new_
     across = encoder.fit_descriptor_head(statistics, mean + std * unit, domains=domains)
     assert across.folds == 4 and across.inputs == ["pixels", "pixels"]
 
+
+
+def test_a_look_that_shifts_the_pixel_levels_leaves_the_highlights_read_out(tiny_lm_cfg):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    encoder = build_tiny_lm(cfg).video_encoder
+    g = torch.Generator().manual_seed(3)
+    width = encoder.descriptor_head[-1].in_features
+    index = torch.arange(400) % 4
+    domains = [f"look{k}" for k in index.tolist()]
+    # the pixel statistics read the music closely once a look's own level is known (the others identify the
+    # look), the highlights' level less closely but the same in every look
+    shifts, codes = 2 * torch.randn(4, generator=g), torch.randn(4, FRAME_STATISTICS, generator=g)
+    signal = torch.randn(400, generator=g)
+    statistics = torch.randn(400, width, generator=g)
+    statistics[:, -FRAME_STATISTICS:] = codes[index] + 0.05 * torch.randn(400, FRAME_STATISTICS, generator=g)
+    statistics[:, -FRAME_STATISTICS] = signal + shifts[index]
+    highlight = width - FRAME_STATISTICS + FRAME_STATISTIC_NAMES.index(HIGHLIGHT_STATISTICS[0])
+    statistics[:, highlight] = signal + 0.5 * torch.randn(400, generator=g)
+    mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
+    descriptors = mean + std * torch.stack([signal, signal], dim=1)
+    assert encoder.fit_descriptor_head(statistics, descriptors).inputs == ["pixels", "pixels"]
+    across = encoder.fit_descriptor_head(statistics, descriptors, domains=domains)
+    assert across.inputs == ["highlights", "highlights"] and min(across.correlation) > 0.8, across
+    weights = encoder.descriptor_head[-1].weight
+    assert torch.count_nonzero(weights, dim=1).tolist() == [len(HIGHLIGHT_STATISTICS)] * 2
 
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
     cfg = tiny_lm_cfg.copy()

@@ -16,7 +16,13 @@ POOLED_SIDE = 56                    # frames are averaged down to this side firs
 PER_FRAME_NAMES = ("luma_mean", "luma_std", "linear_light", "log_linear_light", "value", "saturation",
                    *(f"luma_q{round(100 * q)}" for q in LUMA_QUANTILES))
 PER_FRAME = len(PER_FRAME_NAMES)
-FRAME_STATISTICS = 2 * PER_FRAME + 1
+# The columns of `frame_statistics`, in order.
+FRAME_STATISTIC_NAMES = (*(f"mean_{name}" for name in PER_FRAME_NAMES), *(f"std_{name}" for name in PER_FRAME_NAMES),
+                         "luma_change")
+FRAME_STATISTICS = len(FRAME_STATISTIC_NAMES)
+# The level of a picture's brightest parts: a look that is darker overall (lights over a dark ground) keeps it,
+# where the mean levels shift with the look.
+HIGHLIGHT_STATISTICS = ("mean_luma_q99",)
 
 
 def per_frame_statistics(frames: torch.Tensor) -> torch.Tensor:
@@ -39,7 +45,7 @@ def per_frame_statistics(frames: torch.Tensor) -> torch.Tensor:
 
 def frame_statistics(frames: torch.Tensor, lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
     """Pooled pixel statistics of videos, uint8 `[B, 3, T, H, W]` (`lengths` `[B]` valid frames, default all) ->
-    `[B, FRAME_STATISTICS]`: the mean and standard deviation over the valid frames of each `per_frame_statistics`,
+    `[B, FRAME_STATISTICS]` (`FRAME_STATISTIC_NAMES`): the mean and standard deviation over the valid frames of each `per_frame_statistics`,
     and the mean absolute change of the luma mean between consecutive valid frames (0 with fewer than two)."""
     B, T = frames.shape[0], frames.shape[2]
     lengths = torch.full((B,), T) if lengths is None else lengths.cpu()

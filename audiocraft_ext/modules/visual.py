@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .frame_statistics import FRAME_STATISTICS, frame_statistics
+from .frame_statistics import FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS, frame_statistics
 
 # CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -24,9 +24,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # clips' (the null video's black frames have no spread and no motion) would otherwise ask the LM for extremes.
 DESCRIPTOR_LIMIT = 3.0
 # The read-out's candidate inputs, fewest features first: the fit takes the first whose cross-validated error is
-# within one standard error of the best (a read-out of 21 pixel statistics generalises to unseen looks where one
-# of thousands of token statistics would follow the training looks).
-DESCRIPTOR_INPUTS = ("pixels", "tokens", "both")
+# within one standard error of the best (a read-out of a few pixel statistics generalises to unseen looks where one
+# of thousands of token statistics would follow the training looks). "highlights": `HIGHLIGHT_STATISTICS`;
+# "pixels": all the `frame_statistics`; "tokens": the `token_statistics`; "both": all.
+DESCRIPTOR_INPUTS = ("highlights", "pixels", "tokens", "both")
 # ViT-B/32 as loaded by the release from `openai/clip-vit-base-patch32`.
 CLIP_VIT_B32 = dict(hidden_size=768, intermediate_size=3072, projection_dim=512, num_hidden_layers=12,
                     num_attention_heads=12, num_channels=3, image_size=224, patch_size=32,
@@ -445,8 +446,8 @@ class VideoEncoder(nn.Module):
                             ) -> "DescriptorFit":
         """Fit the descriptor head in closed form: ridge regressions of `music_descriptors` values `[N, C]` on
         `descriptor_statistics` `[N, 4D + FRAME_STATISTICS]` of N clips (each clip's whole video and whole music),
-        on standardised statistics, each descriptor's inputs (`DESCRIPTOR_INPUTS`: the pixel statistics, the token
-        statistics or both) and ridge strength chosen among `ridges` by `folds`-fold cross-validation: the fewest
+        on standardised statistics, each descriptor's inputs (`DESCRIPTOR_INPUTS`: the highlights' level, the pixel
+        statistics, the token statistics or all) and ridge strength chosen among `ridges` by `folds`-fold cross-validation: the fewest
         inputs whose held-out error is within one standard error of the best. With each clip's domain (`domains`,
         e.g. a look; at least two distinct), each fold holds out one whole domain instead, so that the choice is
         the read-out that carries to a kind of video it was not fitted on.
@@ -472,7 +473,10 @@ class VideoEncoder(nn.Module):
         y = self.normalize_descriptors(descriptors).double()
         fit = DescriptorFit(clips=len(x), folds=folds, inputs=[], ridge=[], correlation=[], spread_factor=[])
         pixels = torch.arange(x.shape[1]) >= x.shape[1] - FRAME_STATISTICS
-        columns = {"pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
+        highlights = torch.zeros_like(pixels)
+        first_pixel = x.shape[1] - FRAME_STATISTICS
+        highlights[[first_pixel + FRAME_STATISTIC_NAMES.index(name) for name in HIGHLIGHT_STATISTICS]] = True
+        columns = {"highlights": highlights, "pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
         weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)
         for c in range(y.shape[1]):
             candidates = [(inputs, ridge) for inputs in DESCRIPTOR_INPUTS for ridge in ridges]
