@@ -1,12 +1,13 @@
 """Music descriptors (onset rate, register), their prediction from the video and the conditioning on them."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
-from audiocraft_ext.models.lm import VideoBatch
+from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
@@ -215,11 +216,17 @@ def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_
         assert torch.equal(model.lm.state_dict()[key], value), key
     frames = model.load_video(pairs / "pair0.mp4")
     predicted = predicted_descriptors(model, frames)
-    whole = VideoBatch(frames.local_frames[None, :, :2], frames.global_frames[None],
-                       whole_frames=frames.local_frames[None])
+    whole = VideoBatch(frames.local_frames[None], frames.global_frames[None])
     assert predicted == pytest.approx(lm.video_condition(whole)[1][0].tolist(), abs=1e-5)
-    # the head reads the whole video, not the window: frames after the window change its prediction
+    # a window carries the whole video's descriptors, not its own frames': frames after it change them
+    window = model.window_batch([frames], [(0, 2)])
+    assert torch.allclose(window.music_descriptors, model.predict_music_descriptors([frames]))
     changed = frames.local_frames.clone()
     changed[:, 2:] = 255 - changed[:, 2:]
-    moved = VideoBatch(frames.local_frames[None, :, :2], frames.global_frames[None], whole_frames=changed[None])
-    assert not torch.allclose(lm.video_condition(moved)[1], lm.video_condition(whole)[1])
+    moved = model.window_batch([dataclasses.replace(frames, local_frames=changed)], [(0, 2)])
+    assert not torch.allclose(window.music_descriptors, moved.music_descriptors)
+    conditions, predicted = lm.video_condition(window, with_null=True)
+    assert torch.equal(conditions[VIDEO_CONDITION][0], lm.video_condition(moved, with_null=True)[0][VIDEO_CONDITION][0])
+    # the null half has no given descriptors: the model's own for black frames, whatever the video
+    null = lm.video_encoder.normalize_descriptors(lm.video_encoder.null_descriptors()[None])
+    assert torch.allclose(predicted[1], null[0], atol=1e-3)  # batched with another video: float round-off

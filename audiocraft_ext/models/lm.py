@@ -40,13 +40,10 @@ class VideoBatch:
         local_lengths: `[B]` number of valid local frames per item (default: all T).
         local_times: `[B, T]` seconds of each local frame from the window start (default: k / local_fps).
         descriptions: optional text per item, for models with a text conditioner (None: no text).
-        music_descriptors: optional `[B, N]` `music_descriptors` of the items' music, for a model built with
-            `music_descriptors` to condition on instead of the ones it predicts from the video (teacher forcing in
-            training); rows of NaN, or None, take the predicted ones.
-        whole_frames: optional frames at the local rate over each item's whole video (uint8 `[B, 3, Tw, H, W]`),
-            from which a model built with `music_descriptors` predicts them (its head was fitted on whole videos);
-            None: from the window's local frames.
-        whole_lengths: `[B]` valid frames of `whole_frames` (default: all Tw).
+        music_descriptors: optional `[B, N]` `music_descriptors` for a model built with `music_descriptors` to
+            condition on: the music's own (teacher forcing in training) or those predicted from each item's whole
+            video (`VidMuse.predict_music_descriptors`); rows of NaN, or None, take the ones it predicts from the
+            window's frames.
     """
     local_frames: torch.Tensor
     global_frames: torch.Tensor
@@ -54,8 +51,6 @@ class VideoBatch:
     local_times: tp.Optional[torch.Tensor] = None
     descriptions: tp.Optional[tp.List[tp.Optional[str]]] = None
     music_descriptors: tp.Optional[torch.Tensor] = None
-    whole_frames: tp.Optional[torch.Tensor] = None
-    whole_lengths: tp.Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.local_frames.shape[0]
@@ -69,19 +64,17 @@ class VideoBatch:
         return list(self.descriptions) if self.descriptions is not None else [None] * len(self)
 
     def null(self) -> "VideoBatch":
-        """The classifier-free guidance null condition: all-black frames (uint8 zeros) and no text, same shapes
-        and lengths."""
+        """The classifier-free guidance null condition: all-black frames (uint8 zeros), no text and no given
+        descriptors (the model's own for black frames), same shapes and lengths."""
         if self.local_frames.dtype != torch.uint8:
             raise ValueError("the null video of a batch of CLIP tokens is the tokens of a black frame: build it "
                              "from frames")
-        whole = None if self.whole_frames is None else torch.zeros_like(self.whole_frames)
         return VideoBatch(torch.zeros_like(self.local_frames), torch.zeros_like(self.global_frames),
-                          self.local_lengths, self.local_times, whole_frames=whole, whole_lengths=self.whole_lengths)
+                          self.local_lengths, self.local_times)
 
     @staticmethod
     def cat(batches: tp.Sequence["VideoBatch"]) -> "VideoBatch":
-        """Concatenate batches along the batch dimension (all must have the same frame counts, but for
-        `whole_frames`, padded to the longest; all or none must have them)."""
+        """Concatenate batches along the batch dimension (all must have the same frame counts)."""
         lengths = [b.local_lengths if b.local_lengths is not None
                    else torch.full((len(b),), b.num_local_frames) for b in batches]
         times = [b.local_times for b in batches]
@@ -92,21 +85,14 @@ class VideoBatch:
             descriptors = torch.cat([b.music_descriptors if b.music_descriptors is not None
                                      else given[0].new_full((len(b), given[0].shape[1]), float("nan"))
                                      for b in batches])
-        whole, whole_lengths = None, None
-        if any(b.whole_frames is not None for b in batches):
-            if any(b.whole_frames is None for b in batches):
-                raise ValueError("VideoBatch.cat: some batches have whole_frames and others not")
-            whole, whole_lengths = pad_frames([b.whole_frames for b in batches],  # type: ignore[misc]
-                                              [b.whole_lengths for b in batches])
         return VideoBatch(torch.cat([b.local_frames for b in batches]), torch.cat([b.global_frames for b in batches]),
                           torch.cat(lengths), None if any(t is None for t in times) else torch.cat(times),  # type: ignore
-                          None if all(t is None for t in texts) else texts, descriptors, whole, whole_lengths)
+                          None if all(t is None for t in texts) else texts, descriptors)
 
 
-def pad_frames(frames: tp.Sequence[torch.Tensor], lengths: tp.Optional[tp.Sequence[tp.Optional[torch.Tensor]]] = None
-               ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-    """Batches of frames of different lengths (uint8 `[Bi, 3, Ti, H, W]` or tokens `[Bi, Ti, P, D]`; `lengths`
-    `[Bi]` valid frames each, default all Ti) -> one batch zero-padded to the longest, and its `[sum Bi]` lengths."""
+def pad_frames(frames: tp.Sequence[torch.Tensor]) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Batches of frames of different lengths (uint8 `[Bi, 3, Ti, H, W]` or tokens `[Bi, Ti, P, D]`) -> one batch
+    zero-padded to the longest, and its `[sum Bi]` lengths."""
     axis = 2 if frames[0].dtype == torch.uint8 else 1
     longest = max(f.shape[axis] for f in frames)
     padded = []
@@ -114,9 +100,7 @@ def pad_frames(frames: tp.Sequence[torch.Tensor], lengths: tp.Optional[tp.Sequen
         shape = list(f.shape)
         shape[axis] = longest - f.shape[axis]
         padded.append(torch.cat([f, f.new_zeros(shape)], dim=axis))
-    lengths = lengths or [None] * len(frames)
-    counts = [torch.full((f.shape[0],), f.shape[axis]) if n is None else n.cpu() for f, n in zip(frames, lengths)]
-    return torch.cat(padded), torch.cat(counts)
+    return torch.cat(padded), torch.cat([torch.full((f.shape[0],), f.shape[axis]) for f in frames])
 
 
 @dataclass
@@ -296,8 +280,8 @@ class VidMuseLM(LMModel):
     def video_condition(self, video: VideoBatch, with_null: bool = False
                         ) -> tp.Tuple[ConditionTensors, tp.Optional[torch.Tensor]]:
         """`compute_video_condition`, and for a model built with `music_descriptors` the descriptors it predicts
-        from each item's video (`whole_frames` when given, else the window's), on the unit scale `[B, N]` (None
-        otherwise, and when `video.music_descriptors` gives them all: a batch of CLIP tokens must give them).
+        from the window's frames, on the unit scale `[B, N]` (None otherwise, and when `video.music_descriptors`
+        gives them all: a batch of CLIP tokens must give them).
         Their condition (`music_descriptors`, `[B, 1, dim]`) embeds `video.music_descriptors` where given, the
         predicted ones elsewhere."""
         if not self.has_text_conditioner and any(text is not None for text in video.texts):
@@ -321,15 +305,11 @@ class VidMuseLM(LMModel):
             given = None if video.music_descriptors is None \
                 else encoder.normalize_descriptors(video.music_descriptors.to(device))
             if given is None or bool(given.isnan().any()):
-                if video.whole_frames is None:
-                    frames, tokens, lengths = video.local_frames, local_tokens, video.local_lengths
-                else:
-                    frames, lengths = video.whole_frames, video.whole_lengths
-                    tokens = encoder.tokens(frames.to(device))
-                if frames.dtype != torch.uint8:
+                if video.local_frames.dtype != torch.uint8:
                     raise ValueError("the music descriptors of a batch of CLIP tokens cannot be predicted (the "
                                      "read-out also reads the pixels): give them (VideoBatch.music_descriptors)")
-                predicted = encoder.predict_descriptors(global_tokens, tokens, frames.to(device), lengths)
+                predicted = encoder.predict_descriptors(global_tokens, local_tokens, video.local_frames.to(device),
+                                                        video.local_lengths)
             if predicted is None:
                 used = given
             elif given is None:

@@ -83,9 +83,10 @@ def score_tracks(model: VidMuse, frames: VideoFrames, tracks: tp.Sequence[torch.
         for start in range(0, length, chunk_tokens):
             chunks.setdefault((start, min(chunk_tokens, length - start)), []).append(index)
     totals, weights = [0.0] * len(tracks), [0] * len(tracks)
+    descriptors = model.predict_music_descriptors([frames])  # of the whole video: once, not per chunk and track
     for (start, length), indices in chunks.items():
         video = model.window_batch([frames], [(round(start / rate * frames.local_fps),
-                                               num_local_frames(length / rate, frames.local_fps))])
+                                               num_local_frames(length / rate, frames.local_fps))], descriptors)
         null = video.null()
         for first in range(0, len(indices), batch_size):
             batch = indices[first:first + batch_size]

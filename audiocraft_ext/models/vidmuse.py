@@ -223,6 +223,7 @@ class VidMuse(BaseGenModel):
         plans = [plan_windows(math.ceil(item.duration * self.frame_rate - 1e-6), self.frame_rate, local_fps,
                               self.max_duration, self.extend_stride) for item in items]
         num_windows = max(len(p) for p in plans)
+        descriptors = self.predict_music_descriptors(items)  # once per video, not per window
         steps_per_window = [max(p[w].num_tokens - p[w].prompt_tokens for p in plans if w < len(p))
                             for w in range(num_windows)]
         total_steps = sum(steps_per_window)
@@ -241,7 +242,8 @@ class VidMuse(BaseGenModel):
             for window in range(num_windows):
                 active = [i for i, p in enumerate(plans) if window < len(p)]
                 batch = self.window_batch([items[i] for i in active],
-                                          [(plans[i][window].start_frame, plans[i][window].num_frames) for i in active])
+                                          [(plans[i][window].start_frame, plans[i][window].num_frames) for i in active],
+                                          None if descriptors is None else descriptors[active])
                 if any(texts[i] is not None for i in active):
                     batch.descriptions = [texts[i] for i in active]
                 prompt = None
@@ -279,11 +281,26 @@ class VidMuse(BaseGenModel):
         cuts = detect_cuts(video.path, video.duration) if has_cuts else []  # type: ignore[arg-type]
         return sync_to_cuts(music, self.sample_rate, cuts, max_tempo_change)
 
-    def window_batch(self, items: tp.Sequence[VideoFrames], spans: tp.Sequence[tp.Tuple[int, int]]) -> VideoBatch:
+    @torch.no_grad()
+    def predict_music_descriptors(self, items: tp.Sequence[VideoFrames]) -> tp.Optional[torch.Tensor]:
+        """The `music_descriptors` values `[B, N]` a model built with them predicts from each item's whole video
+        (its local frames and global frames, as the head was fitted); None for a model built without them."""
+        if not self.lm.visual_config.music_descriptors:
+            return None
+        encoder = self.lm.video_encoder
+        local, lengths = pad_frames([item.local_frames[None] for item in items])
+        glob = torch.stack([item.global_frames for item in items]).to(self.device)
+        local = local.to(self.device)
+        with self.autocast:
+            unit = encoder.predict_descriptors(encoder.tokens(glob), encoder.tokens(local), local, lengths)
+        return encoder.denormalize_descriptors(unit)
+
+    def window_batch(self, items: tp.Sequence[VideoFrames], spans: tp.Sequence[tp.Tuple[int, int]],
+                     music_descriptors: tp.Optional[torch.Tensor] = None) -> VideoBatch:
         """A `VideoBatch` of each item's local frames over a span (`(start_frame, num_frames)`; padded to the
         longest, the last frame repeated past the video's end) and its global frames; for a model built with
-        `music_descriptors`, also each item's whole video at the local rate (`whole_frames`), which its
-        descriptor head reads."""
+        `music_descriptors`, also the descriptors it predicts from each item's whole video (`music_descriptors`
+        `[B, N]` when already computed, else `predict_music_descriptors`)."""
         frames = []
         for item, (start, count) in zip(items, spans):
             local = item.local_window(start, count)
@@ -294,11 +311,10 @@ class VidMuse(BaseGenModel):
         if len(global_counts) > 1:
             raise ValueError(f"videos of one batch need the same number of global frames, got {global_counts}")
         local, lengths = pad_frames(frames)
-        whole, whole_lengths = None, None
-        if self.lm.visual_config.music_descriptors:
-            whole, whole_lengths = pad_frames([item.local_frames[None] for item in items])
+        if music_descriptors is None:
+            music_descriptors = self.predict_music_descriptors(items)
         return VideoBatch(local, torch.stack([item.global_frames for item in items]), local_lengths=lengths,
-                          whole_frames=whole, whole_lengths=whole_lengths)
+                          music_descriptors=music_descriptors)
 
     def _decode(self, tokens: torch.Tensor, duration: float) -> torch.Tensor:
         """Codes `[K, T]` -> waveform `[C, round(duration * sample_rate)]` (decoded alone: no padding effects)."""

@@ -408,6 +408,11 @@ class VideoEncoder(nn.Module):
         mean, std = self._descriptor_scale(descriptors.device)
         return (descriptors.float() - mean) / std
 
+    def denormalize_descriptors(self, unit: torch.Tensor) -> torch.Tensor:
+        """Descriptors on the unit scale `[B, N]` -> `music_descriptors` values `[B, N]` (float)."""
+        mean, std = self._descriptor_scale(unit.device)
+        return mean + std * unit.float()
+
     def _descriptor_scale(self, device: torch.device) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """`descriptor_mean` and `descriptor_std` as float tensors `[N]`."""
         return tuple(torch.tensor(v, dtype=torch.float32, device=device)  # type: ignore[return-value]
@@ -436,8 +441,7 @@ class VideoEncoder(nn.Module):
         device = self.local_pos_embedding.device
         black = torch.zeros(1, 3, 2, size, size, dtype=torch.uint8, device=device)
         tokens = self.tokens(black)
-        mean, std = self._descriptor_scale(device)
-        return mean + std * self.predict_descriptors(tokens, tokens, black)[0].float()
+        return self.denormalize_descriptors(self.predict_descriptors(tokens, tokens, black))[0]
 
     @torch.no_grad()
     def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,

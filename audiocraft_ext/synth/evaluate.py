@@ -33,7 +33,7 @@ from audiocraft.models.encodec import CompressionModel
 import torch
 from tqdm import tqdm
 
-from ..media.video import VideoFrames, num_local_frames
+from ..media.video import VideoFrames
 from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
@@ -111,13 +111,12 @@ def variant_scores(model: VidMuse, frames: VideoFrames, specs: tp.Sequence[ClipS
 
 @torch.no_grad()
 def predicted_descriptors(model: VidMuse, frames: VideoFrames) -> tp.Optional[tp.List[float]]:
-    """The music descriptors (unit scale: onset rate, register) the model predicts from a video, as in its first
-    generation window; None for a model built without them."""
-    if not model.lm.visual_config.music_descriptors:
+    """The music descriptors (unit scale: onset rate, register) the model predicts from a video, which its
+    generation conditions on; None for a model built without them."""
+    descriptors = model.predict_music_descriptors([frames])
+    if descriptors is None:
         return None
-    span = (0, num_local_frames(model.max_duration, frames.local_fps))
-    _, predicted = model.lm.video_condition(model.window_batch([frames], [span]))
-    return predicted[0].tolist()
+    return model.lm.video_encoder.normalize_descriptors(descriptors)[0].tolist()
 
 
 def own_first(rows: tp.List[dict], key: str) -> float:
