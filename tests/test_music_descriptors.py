@@ -204,6 +204,12 @@ def test_a_look_that_shifts_the_pixel_levels_leaves_the_highlights_read_out(tiny
     assert across.inputs == ["highlights", "highlights"] and min(across.correlation) > 0.8, across
     weights = encoder.descriptor_head[-1].weight
     assert torch.count_nonzero(weights, dim=1).tolist() == [len(HIGHLIGHT_STATISTICS)] * 2
+    # a prior where the folds cannot tell: the register's inputs narrowed by name
+    narrowed = encoder.fit_descriptor_head(statistics, descriptors, candidate_inputs={"register": ["highlights"]})
+    assert narrowed.inputs == ["pixels", "highlights"], narrowed
+    for wrong in ({"tempo": ["pixels"]}, {"register": ["edges"]}, {"register": []}):
+        with pytest.raises(ValueError, match="candidate inputs"):
+            encoder.fit_descriptor_head(statistics, descriptors, candidate_inputs=wrong)
 
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
     cfg = tiny_lm_cfg.copy()

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from .frame_statistics import FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS, frame_statistics
+from .music_descriptors import DESCRIPTORS
 
 # CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -446,7 +447,8 @@ class VideoEncoder(nn.Module):
     @torch.no_grad()
     def fit_descriptor_head(self, statistics: torch.Tensor, descriptors: torch.Tensor,
                             ridges: tp.Sequence[float] = (1.0, 10.0, 100.0, 1000.0), folds: int = 5,
-                            max_spread_factor: float = 3.0, domains: tp.Optional[tp.Sequence[str]] = None
+                            max_spread_factor: float = 3.0, domains: tp.Optional[tp.Sequence[str]] = None,
+                            candidate_inputs: tp.Optional[tp.Mapping[str, tp.Sequence[str]]] = None
                             ) -> "DescriptorFit":
         """Fit the descriptor head in closed form: ridge regressions of `music_descriptors` values `[N, C]` on
         `descriptor_statistics` `[N, 4D + FRAME_STATISTICS]` of N clips (each clip's whole video and whole music),
@@ -460,10 +462,18 @@ class VideoEncoder(nn.Module):
         on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
         mostly noise, which the factor would amplify); a descriptor whose held-out predictions correlate with it by
         less than three standard errors of no correlation (3 / sqrt(N)) is predicted as its mean (factor 0).
-        Fewer clips than `folds` are left out one at a time. Returns what was fitted (`DescriptorFit`)."""
+        Fewer clips than `folds` are left out one at a time. `candidate_inputs` narrows the inputs tried for a
+        descriptor (by name, `DESCRIPTORS`; default: all `DESCRIPTOR_INPUTS`): a prior for where the folds cannot
+        tell, e.g. when every training domain has the same base level and a new one does not.
+        Returns what was fitted (`DescriptorFit`)."""
         assert self.descriptor_head is not None, "built without music_descriptors"
         if len(statistics) < 3:
             raise ValueError(f"fitting the descriptor head needs at least 3 clips, got {len(statistics)}")
+        candidate_inputs = dict(candidate_inputs or {})
+        for name, inputs in candidate_inputs.items():
+            if name not in DESCRIPTORS or not inputs or not set(inputs) <= set(DESCRIPTOR_INPUTS):
+                raise ValueError(f"candidate inputs {name}: {list(inputs)}: descriptors are {DESCRIPTORS}, inputs "
+                                 f"a non-empty subset of {DESCRIPTOR_INPUTS}")
         if domains is not None and len(set(domains)) > 1:
             names = sorted(set(domains))
             fold, folds = torch.tensor([names.index(domain) for domain in domains]), len(names)
@@ -483,7 +493,8 @@ class VideoEncoder(nn.Module):
         columns = {"highlights": highlights, "pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
         weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)
         for c in range(y.shape[1]):
-            candidates = [(inputs, ridge) for inputs in DESCRIPTOR_INPUTS for ridge in ridges]
+            allowed = candidate_inputs.get(DESCRIPTORS[c], DESCRIPTOR_INPUTS)
+            candidates = [(inputs, ridge) for inputs in DESCRIPTOR_INPUTS if inputs in allowed for ridge in ridges]
             held_out = {key: torch.empty(len(x), dtype=torch.float64) for key in candidates}
             for k in range(folds):
                 train = fold != k

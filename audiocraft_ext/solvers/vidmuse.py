@@ -274,7 +274,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         domains = [meta.domain for meta in metas]
         fit = encoder.fit_descriptor_head(torch.cat(statistics), torch.cat(descriptors),
                                           tuple(cfg.fit_ridges), int(cfg.fit_folds), float(cfg.fit_max_spread_factor),
-                                          None if None in domains else domains)
+                                          None if None in domains else domains,
+                                          {name: list(inputs) for name, inputs in cfg.fit_inputs.items()})
         self.logger.info("descriptor head fitted on %d clips (%d folds): held-out correlation %s, inputs %s, "
                          "ridge %s, spread factor %s", fit.clips, fit.folds, [round(c, 2) for c in fit.correlation],
                          fit.inputs, fit.ridge, [round(f, 2) for f in fit.spread_factor])
