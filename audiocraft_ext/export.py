@@ -1,6 +1,7 @@
 """Export a trained VidMuse into a checkpoint folder that `infer.sh` and `VidMuse.get_pretrained` load.
 
     python -m audiocraft_ext.export --sig 1188fb8b --out ./model
+    python -m audiocraft_ext.export --sig 1188fb8b --out ./model --lm_dtype float16     # half the LM's size
     python -m audiocraft_ext.export --checkpoint output/vidmuse/xps/1188fb8b/checkpoint.th --out ./model \
         --compression facebook/encodec_32khz
     python -m audiocraft_ext.export --sig 1188fb8b --out ./model \
@@ -12,6 +13,8 @@ import logging
 from pathlib import Path
 import sys
 import typing as tp
+
+import torch
 
 from .environment import xp_checkpoint
 from .models.cli import load_model, setup_logging
@@ -29,6 +32,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                         help="codec to ship instead of the run's compression_model_checkpoint (a name for a "
                              "pointer, e.g. facebook/encodec_32khz, a compression_state_dict.bin, or the "
                              "checkpoint.th of a codec training run)")
+    parser.add_argument("--lm_dtype", choices=("float32", "float16"), default="float32",
+                        help="storage format of the LM's weights outside its video encoder (float16: half the "
+                             "size; loading casts them to the format asked for)")
     parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
@@ -37,7 +43,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         print(f"error: no checkpoint at {checkpoint}", file=sys.stderr)
         return 2
     try:
-        out = export_xp_checkpoint(checkpoint, args.out, args.compression)
+        out = export_xp_checkpoint(checkpoint, args.out, args.compression, getattr(torch, args.lm_dtype))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

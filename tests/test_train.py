@@ -17,6 +17,7 @@ import torch
 from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
+from audiocraft_ext.models.export import LM_FILENAME, VIDEO_ENCODER_PREFIX
 from audiocraft_ext.models.lm import mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import (cfg_dropout_video, contrast_partners, noise_music_history,
@@ -223,7 +224,8 @@ def test_zero_init_cross_attention_starts_by_ignoring_the_video(tiny_lm_cfg):
 
 
 def _export(source: tp.Sequence[str], out: Path, dora_dir: tp.Optional[Path] = None) -> VidMuse:
-    """Export a training checkpoint (`--checkpoint PATH` or `--sig SIG`) with the export CLI, check it, load it."""
+    """Export a training checkpoint (`--checkpoint PATH` or `--sig SIG`, and other export options) with the export
+    CLI, check it, load it."""
     env = dict(os.environ, **({"AUDIOCRAFT_DORA_DIR": str(dora_dir)} if dora_dir else {}))
     result = subprocess.run([sys.executable, "-m", "audiocraft_ext.export", *source, "--out", str(out), "--check"],
                             capture_output=True, text=True, cwd=ROOT, env=env)
@@ -264,6 +266,16 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
         assert torch.equal(value, best[key]), key
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
+    # stored in float16 but for the video encoder: a smaller file, loaded back in float32
+    half = _export(["--sig", checkpoint.parent.name, "--lm_dtype", "float16"], tmp_path / "half", dora_dir=dora)
+    halved = sum(v.numel() * 2 for k, v in best.items()
+                 if v.is_floating_point() and not k.startswith(VIDEO_ENCODER_PREFIX))
+    assert (tmp_path / "half" / LM_FILENAME).stat().st_size < (out / LM_FILENAME).stat().st_size - 0.9 * halved
+    for key, value in half.lm.state_dict().items():
+        assert value.dtype == best[key].dtype, key
+        exact = key.startswith(VIDEO_ENCODER_PREFIX) or not value.is_floating_point()
+        assert torch.equal(value, best[key] if exact else best[key].half().float()), key
+    assert half.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)[0].shape == (1, 5 * 32000)
 
     # fine-tuning from the exported model (its music descriptors on), with the contrastive loss and history noise: every
     # weight comes from it, and the loss starts where it ended; the folder is given relative to where train.sh

@@ -30,9 +30,21 @@ def atomic_torch_save(obj: tp.Any, path: tp.Union[str, Path]) -> Path:
     return Path(path)
 
 
+# State-dict keys of the LM's video encoder: it stays float32 in a float16 export (its read-out standardises
+# statistics whose variances float16 cannot hold, and `load_lm_model` runs it in float32 on a CPU anyway).
+VIDEO_ENCODER_PREFIX = "video_encoder."
+
+
 def _package(state: tp.Mapping[str, torch.Tensor], cfg: DictConfig) -> tp.Dict[str, tp.Any]:
     return {"best_state": {k: v.detach().cpu().contiguous() for k, v in state.items()},
             "xp.cfg": OmegaConf.to_yaml(cfg), "version": __version__, "exported": True}
+
+
+def lm_state_in(state: tp.Mapping[str, torch.Tensor], dtype: torch.dtype) -> tp.Dict[str, torch.Tensor]:
+    """An LM state dict with the floating tensors outside the video encoder cast to `dtype` (float16 halves a
+    shipped checkpoint; `load_lm_model` casts them to the format it loads in)."""
+    return {k: v.to(dtype) if v.is_floating_point() and not k.startswith(VIDEO_ENCODER_PREFIX) else v
+            for k, v in state.items()}
 
 
 def export_lm_model(lm: nn.Module, cfg: DictConfig, out_file: tp.Union[str, Path]) -> Path:
@@ -67,13 +79,14 @@ def export_codec_checkpoint(checkpoint: tp.Union[str, Path], out_file: tp.Union[
 
 
 def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
-                         compression: tp.Optional[str] = None) -> Path:
+                         compression: tp.Optional[str] = None, lm_dtype: torch.dtype = torch.float32) -> Path:
     """Export a training checkpoint (`checkpoint.th` of a Dora XP) into a folder `VidMuse.get_pretrained` loads.
 
     The LM weights are the checkpoint's best state (evaluated with EMA when EMA is on), not the live weights the
     release exported. The codec is `compression` or the XP's `compression_model_checkpoint`: a name such as
     `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file (exported, or a codec
-    training checkpoint) is saved with its weights, and a codec built from the config too.
+    training checkpoint) is saved with its weights, and a codec built from the config too. `lm_dtype` is the
+    storage format of the LM's weights outside its video encoder (`lm_state_in`).
     """
     out_dir = Path(out_dir)
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -85,7 +98,7 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
         raise ValueError(f"{checkpoint} is not a VidMuse training checkpoint (no video.visual in its config)")
     lm_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     lm_cfg.video.visual = visual.to_dict()
-    atomic_torch_save(_package(best_model_state(pkg), lm_cfg), out_dir / LM_FILENAME)
+    atomic_torch_save(_package(lm_state_in(best_model_state(pkg), lm_dtype), lm_cfg), out_dir / LM_FILENAME)
 
     source = compression if compression is not None else cfg.get("compression_model_checkpoint")
     codec_out = out_dir / COMPRESSION_FILENAME
