@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import typing as tp
 
 import pytest
 import torch
@@ -155,48 +156,46 @@ def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_
         encoder.fit_descriptor_head(statistics[:2], mean + std * unit[:2])
 
 
+def shifted_and_steady_readings(width: int, seed: int, identifying: slice, shifted: int, steady: int
+                                ) -> tp.Tuple[torch.Tensor, torch.Tensor, tp.List[str]]:
+    """Statistics `[400, width]` of clips from four domains, the music's signal `[400]` and the domains: the
+    `identifying` columns tell the domain, the `shifted` column reads the signal closely once its domain's own
+    shift is known (but not in a domain it has not seen), the `steady` column reads it less closely everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    index = torch.arange(400) % 4
+    shifts, signal = 2 * torch.randn(4, generator=g), torch.randn(400, generator=g)
+    statistics = torch.randn(400, width, generator=g)
+    count = len(range(width)[identifying])
+    statistics[:, identifying] = torch.randn(4, count, generator=g)[index] + 0.05 * torch.randn(400, count, generator=g)
+    statistics[:, shifted] = signal + shifts[index]
+    statistics[:, steady] = signal + 0.5 * torch.randn(400, generator=g)
+    return statistics, signal, [f"look{k}" for k in index.tolist()]
+
+
 def test_folds_that_hold_out_a_domain_choose_the_read_out_that_carries_to_a_new_one(tiny_lm_cfg):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True
     encoder = build_tiny_lm(cfg).video_encoder
-    g = torch.Generator().manual_seed(2)
     width = encoder.descriptor_head[-1].in_features
-    domains = [f"look{k % 4}" for k in range(400)]
-    # a token statistic reads the music closely once its domain's own shift is known (the other token statistics
-    # identify the domain), but not in a domain it has not seen; a pixel statistic reads it less closely everywhere
-    shifts, codes = 2 * torch.randn(4, generator=g), torch.randn(4, width, generator=g)
-    index = torch.arange(400) % 4
-    signal = torch.randn(400, generator=g)
-    statistics = codes[index] + 0.05 * torch.randn(400, width, generator=g)
-    statistics[:, 0] = signal + shifts[index]
-    statistics[:, -FRAME_STATISTICS:] = torch.randn(400, FRAME_STATISTICS, generator=g)
-    statistics[:, -1] = signal + 0.5 * torch.randn(400, generator=g)
-    unit = torch.stack([signal, signal], dim=1)
+    # a token statistic shifts with the domain, the luma's change (a pixel statistic) does not
+    statistics, signal, domains = shifted_and_steady_readings(width, 2, slice(0, width - FRAME_STATISTICS), 0, -1)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
-    within = encoder.fit_descriptor_head(statistics, mean + std * unit)
+    descriptors = mean + std * torch.stack([signal, signal], dim=1)
+    within = encoder.fit_descriptor_head(statistics, descriptors)
     assert within.folds == 5 and within.inputs == ["tokens", "tokens"]
-    across = encoder.fit_descriptor_head(statistics, mean + std * unit, domains=domains)
+    across = encoder.fit_descriptor_head(statistics, descriptors, domains=domains)
     assert across.folds == 4 and across.inputs == ["pixels", "pixels"]
-
 
 
 def test_a_look_that_shifts_the_pixel_levels_leaves_the_highlights_read_out(tiny_lm_cfg):
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True
     encoder = build_tiny_lm(cfg).video_encoder
-    g = torch.Generator().manual_seed(3)
     width = encoder.descriptor_head[-1].in_features
-    index = torch.arange(400) % 4
-    domains = [f"look{k}" for k in index.tolist()]
-    # the pixel statistics read the music closely once a look's own level is known (the others identify the
-    # look), the highlights' level less closely but the same in every look
-    shifts, codes = 2 * torch.randn(4, generator=g), torch.randn(4, FRAME_STATISTICS, generator=g)
-    signal = torch.randn(400, generator=g)
-    statistics = torch.randn(400, width, generator=g)
-    statistics[:, -FRAME_STATISTICS:] = codes[index] + 0.05 * torch.randn(400, FRAME_STATISTICS, generator=g)
-    statistics[:, -FRAME_STATISTICS] = signal + shifts[index]
+    # the luma's mean shifts with the look, the highlights' level does not
     highlight = width - FRAME_STATISTICS + FRAME_STATISTIC_NAMES.index(HIGHLIGHT_STATISTICS[0])
-    statistics[:, highlight] = signal + 0.5 * torch.randn(400, generator=g)
+    statistics, signal, domains = shifted_and_steady_readings(width, 3, slice(width - FRAME_STATISTICS, None),
+                                                              width - FRAME_STATISTICS, highlight)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     descriptors = mean + std * torch.stack([signal, signal], dim=1)
     assert encoder.fit_descriptor_head(statistics, descriptors).inputs == ["pixels", "pixels"]
@@ -210,6 +209,7 @@ def test_a_look_that_shifts_the_pixel_levels_leaves_the_highlights_read_out(tiny
     for wrong in ({"tempo": ["pixels"]}, {"register": ["edges"]}, {"register": []}):
         with pytest.raises(ValueError, match="candidate inputs"):
             encoder.fit_descriptor_head(statistics, descriptors, candidate_inputs=wrong)
+
 
 def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_lm_cfg, tiny_codec, pairs):
     cfg = tiny_lm_cfg.copy()
