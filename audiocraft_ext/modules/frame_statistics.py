@@ -45,8 +45,9 @@ def per_frame_statistics(frames: torch.Tensor) -> torch.Tensor:
 
 def frame_statistics(frames: torch.Tensor, lengths: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
     """Pooled pixel statistics of videos, uint8 `[B, 3, T, H, W]` (`lengths` `[B]` valid frames, default all) ->
-    `[B, FRAME_STATISTICS]` (`FRAME_STATISTIC_NAMES`): the mean and standard deviation over the valid frames of each `per_frame_statistics`,
-    and the mean absolute change of the luma mean between consecutive valid frames (0 with fewer than two)."""
+    `[B, FRAME_STATISTICS]` (`FRAME_STATISTIC_NAMES`): the mean and standard deviation over the valid frames of
+    each `per_frame_statistics`, and the mean absolute change of the luma mean between consecutive valid frames (0
+    with fewer than two)."""
     B, T = frames.shape[0], frames.shape[2]
     lengths = torch.full((B,), T) if lengths is None else lengths.cpu()
     valid = (torch.arange(T)[None] < lengths[:, None]).to(frames.device)  # [B, T]
