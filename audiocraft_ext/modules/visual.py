@@ -454,9 +454,9 @@ class VideoEncoder(nn.Module):
         `descriptor_statistics` `[N, 4D + FRAME_STATISTICS]` of N clips (each clip's whole video and whole music),
         on standardised statistics, each descriptor's inputs (`DESCRIPTOR_INPUTS`: the highlights' level, the pixel
         statistics, the token statistics or all) and ridge strength chosen among `ridges` by `folds`-fold
-        cross-validation: the fewest inputs whose held-out error is within one standard error of the best. With each clip's domain (`domains`,
-        e.g. a look; at least two distinct), each fold holds out one whole domain instead, so that the choice is
-        the read-out that carries to a kind of video it was not fitted on.
+        cross-validation: the fewest inputs whose held-out error is within one standard error of the best. With
+        each clip's domain (`domains`, e.g. a look; at least two distinct), each fold holds out one whole domain
+        instead, so that the choice is the read-out that carries to a kind of video it was not fitted on.
         A ridge shrinks its predictions towards the mean, and an LM conditioned on them would then play every
         video near the typical tempo and register, so the read-out is scaled to put its held-out predictions back
         on the descriptors' own spread (by at most `max_spread_factor`: held-out predictions that hardly vary are
