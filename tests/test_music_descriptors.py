@@ -4,6 +4,8 @@ import dataclasses
 import math
 import typing as tp
 
+from audiocraft.data.audio import audio_read
+from audiocraft.data.audio_utils import convert_audio
 import pytest
 import torch
 
@@ -14,7 +16,9 @@ from audiocraft_ext.modules.music_descriptors import music_descriptors, register
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
                                                      PER_FRAME_NAMES, frame_statistics)
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
-from audiocraft_ext.synth.evaluate import predicted_descriptors
+from audiocraft_ext.synth.attributes import music_attributes
+from audiocraft_ext.synth.corpus import write_corpus
+from audiocraft_ext.synth.evaluate import evaluate, predicted_descriptors
 
 from conftest import build_tiny_lm, tiny_codec_cfg
 
@@ -236,3 +240,36 @@ def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_
     # the null half has no given descriptors: the model's own for black frames, whatever the video
     null = lm.video_encoder.normalize_descriptors(lm.video_encoder.null_descriptors()[None])
     assert torch.allclose(predicted[1], null[0], atol=1e-3)  # batched with another video: float round-off
+
+
+def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint, pairs):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    lm = build_tiny_lm(cfg)
+    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
+    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
+    model = VidMuse.get_pretrained(tmp_path, device="cpu")
+    frames = model.load_video(pairs / "pair0.mp4", duration=1.0)
+    own = model.generate([frames], seed=0)[0]
+    # the descriptors the model predicts, given by hand, are what it conditions on anyway
+    assert torch.equal(model.generate([frames], seed=0, music_descriptors=model.predict_music_descriptors([frames]))[0],
+                       own)
+    fast_and_high = torch.tensor([[math.log1p(8.0), 9.5]])
+    assert not torch.equal(model.generate([frames], seed=0, music_descriptors=fast_and_high)[0], own)
+    with pytest.raises(ValueError, match=r"must be \[1, 2\]"):
+        model.generate([frames], seed=0, music_descriptors=torch.zeros(2, 2))
+    without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
+    with pytest.raises(ValueError, match="built without music descriptors"):
+        without.generate([without.load_video(pairs / "pair0.mp4", duration=1.0)], music_descriptors=fast_and_high)
+    # the evaluation's upper bound: each clip generated with its reference music's descriptors
+    write_corpus(tmp_path / "corpus", count=1, seed=1000, duration=2.0, progress=False)
+    results = evaluate(model, tmp_path / "corpus", reference_descriptors=True)
+    row = results["clips"][0]
+    wav, sr = audio_read(row["path"])
+    given = music_descriptors(convert_audio(wav, sr, SR, 1)[None], SR)
+    music = model.generate([model.load_video(row["video_path"])], seed=0, music_descriptors=given)[0]
+    assert results["summary"]["descriptors"] == "reference"
+    assert row["generated"] == music_attributes(music[0].numpy(), SR)
+    with pytest.raises(ValueError, match="built with music descriptors"):
+        evaluate(without, tmp_path / "corpus", reference_descriptors=True)

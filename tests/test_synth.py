@@ -264,6 +264,10 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
                                 "--limit", "1", "--cfg_coef", "1.5", "--json", str(out)]) == 0
     guided = json.loads(out.read_text())["summary"]
     assert guided["clips"] == 1 and guided["sampling"]["cfg_coef"] == 1.5
+    assert guided["descriptors"] == "predicted"
+    with pytest.raises(SystemExit):  # a clean error: this model has no descriptors to give
+        synth_evaluate_main(["--model_path", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),
+                             "--descriptors", "reference"])
 
 
 def test_codec_evaluation_names_a_missing_codec(tmp_path, capsys):

@@ -24,6 +24,7 @@ from ..media.cuts import detect_cuts
 from ..media.extensions import is_image
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                            still_video_frames)
+from ..modules.music_descriptors import DESCRIPTORS
 from ..utils.devices import auto_device
 from .lm import VideoBatch, VidMuseLM, pad_frames
 from .loaders import INT8, load_compression_model, load_lm_model
@@ -194,7 +195,8 @@ class VidMuse(BaseGenModel):
     def generate(self, videos: tp.Sequence[VideoInput], seed: Seed = None,  # type: ignore[override]
                  progress: bool = False, return_tokens: bool = False,
                  descriptions: tp.Optional[tp.Sequence[tp.Optional[str]]] = None, sync_cuts: bool = False,
-                 max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE
+                 max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE,
+                 music_descriptors: tp.Optional[torch.Tensor] = None
                  ) -> tp.Union[tp.List[torch.Tensor], tp.Tuple[tp.List[torch.Tensor], tp.List[torch.Tensor]]]:
         """Generate music for a batch of videos.
 
@@ -207,6 +209,9 @@ class VidMuse(BaseGenModel):
             descriptions: a text per video steering the music with the picture (models with a text conditioner).
             sync_cuts: move the music's beats onto the video's scene cuts (`beats_to_cuts`); same length.
             max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
+            music_descriptors: `[B, N]` `music_descriptors` values (log(1 + onsets per second), register) to
+                condition on instead of those the model predicts from each video (models built with them only),
+                e.g. to set the tempo and register by hand or to measure how closely the LM follows them.
         Returns:
             One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`).
         """
@@ -223,7 +228,15 @@ class VidMuse(BaseGenModel):
         plans = [plan_windows(math.ceil(item.duration * self.frame_rate - 1e-6), self.frame_rate, local_fps,
                               self.max_duration, self.extend_stride) for item in items]
         num_windows = max(len(p) for p in plans)
-        descriptors = self.predict_music_descriptors(items)  # once per video, not per window
+        if music_descriptors is None:
+            descriptors = self.predict_music_descriptors(items)  # once per video, not per window
+        elif not self.lm.visual_config.music_descriptors:
+            raise ValueError("music_descriptors given, but this model was built without music descriptors")
+        elif music_descriptors.shape != (len(items), len(DESCRIPTORS)):
+            raise ValueError(f"music_descriptors must be [{len(items)}, {len(DESCRIPTORS)}] ({', '.join(DESCRIPTORS)}),"
+                             f" got {list(music_descriptors.shape)}")
+        else:
+            descriptors = music_descriptors.float().to(self.device)
         steps_per_window = [max(p[w].num_tokens - p[w].prompt_tokens for p in plans if w < len(p))
                             for w in range(num_windows)]
         total_steps = sum(steps_per_window)

@@ -10,7 +10,9 @@ tempo and cuts) and reports how often the own chords score highest (chance 1/5);
 the same against the clip's music at another speed (`speed_variant`: same register, chords and cuts; chance 1/2).
 For a model that predicts its music's descriptors from the video (`VisualConfig.music_descriptors`), it reports
 how the onset rate and register it predicts for each clip (as in generation: from the whole video) follow speed
-and brightness: a miss there is the picture's reading, a miss after it the LM's. It also reports the codec's reconstruction of the reference
+and brightness: a miss there is the picture's reading, a miss after it the LM's; `--descriptors reference`
+conditions generation on the reference music's own descriptors instead (what a perfect read-out would give: how
+closely the LM follows the descriptors it is given). It also reports the codec's reconstruction of the reference
 music (SI-SNR, mel distance) and the same correlations measured on it: the ceiling of any LM over that codec
 (a codec that blurs the pitch caps brightness -> pitch however well the LM reads the picture). `--codec` measures a codec alone (a training
 checkpoint or an export), before an LM exists.
@@ -37,6 +39,7 @@ from ..media.video import VideoFrames
 from ..models.cli import add_model_arguments, load_codec, load_model_from_args, setup_logging
 from ..models.scoring import encode_audio, score_tracks
 from ..models.vidmuse import VidMuse
+from ..modules.music_descriptors import music_descriptors
 from ..utils.atomic import atomic_output
 from .attributes import comb_share, music_attributes, spearman
 from .corpus import (PROGRESSION, SAMPLE_RATE, ClipSpec, chord_variants, spec_from_row, speed_variant,
@@ -125,13 +128,19 @@ def own_first(rows: tp.List[dict], key: str) -> float:
 
 
 def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = False,
-             limit: tp.Optional[int] = None, progress: bool = False) -> dict:
-    """Generate for each clip and measure; returns per-clip rows and the summary correlations."""
+             limit: tp.Optional[int] = None, progress: bool = False, reference_descriptors: bool = False) -> dict:
+    """Generate for each clip and measure; returns per-clip rows and the summary correlations. With
+    `reference_descriptors` (models built with music descriptors), generation is conditioned on the reference
+    music's descriptors instead of the predicted ones (the null video keeps its own)."""
+    if reference_descriptors and not model.lm.visual_config.music_descriptors:
+        raise ValueError("reference descriptors need a model built with music descriptors")
     rows = load_attributes(corpus)[:limit]
     references = read_references(rows, model.sample_rate, model.audio_channels)
-    for index, row in enumerate(tqdm(rows, desc="clips", disable=not progress)):
+    for index, (row, reference) in enumerate(zip(tqdm(rows, desc="clips", disable=not progress), references)):
         frames = model.load_video(row["video_path"])
-        generated = model.generate([frames], seed=seed + index)[0]  # one sample per clip, as a user would get
+        given = music_descriptors(reference[None], model.sample_rate) if reference_descriptors else None
+        # one sample per clip, as a user would get
+        generated = model.generate([frames], seed=seed + index, music_descriptors=given)[0]
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
         spec = spec_from_row(row)
         scores = variant_scores(model, frames, [*chord_variants(spec), speed_variant(spec)])  # own music first
@@ -148,7 +157,8 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
                "generated": correlations(rows, "generated"),
                "hue_chord": {"own_chords_first": own_first(rows, "chord_scores"), "chance": 1 / len(PROGRESSION)},
                "speed_tempo": {"own_tempo_first": own_first(rows, "speed_scores"), "chance": 0.5},
-               "codec": codec_figures, "sampling": dict(model.generation_params)}
+               "codec": codec_figures, "sampling": dict(model.generation_params),
+               "descriptors": "reference" if reference_descriptors else "predicted"}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
     if all(r["predicted_descriptors"] is not None for r in rows):
@@ -179,6 +189,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"descriptors predicted from the whole video: speed -> onset rate "
                      f"{predicted['speed_onset_rate']:.2f}, brightness -> register "
                      f"{predicted['brightness_register']:.2f}")
+    if summary.get("descriptors") == "reference":
+        lines.append("generated: conditioned on the reference music's descriptors, not the predicted ones")
     codec = summary["codec"]
     lines.append(f"codec reconstruction: SI-SNR {codec['si_snr_db']:.2f} dB, mel L1 {codec['mel_l1']:.3f}, power on "
                  f"the frame-rate comb {codec['frame_comb_share']:.2f} (reference music "
@@ -198,6 +210,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
     parser.add_argument("--cfg_coef", type=float, default=None,
                         help="classifier-free guidance coefficient (default: the model's default sampling)")
+    parser.add_argument("--descriptors", choices=("predicted", "reference"), default="predicted",
+                        help="condition generation on the descriptors predicted from each video (as a user gets) "
+                             "or on the reference music's own (how closely the LM follows them)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
@@ -208,7 +223,11 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         model = load_model_from_args(args).model
         if args.cfg_coef is not None:
             model.set_generation_params(cfg_coef=args.cfg_coef)
-        results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True)
+        try:
+            results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True,
+                               reference_descriptors=args.descriptors == "reference")
+        except ValueError as error:  # e.g. reference descriptors for a model built without them
+            parser.error(str(error))
     print(format_summary(results["summary"]))
     if args.json:
         with atomic_output(args.json) as tmp:
