@@ -45,6 +45,8 @@ from .attributes import comb_share, music_attributes, spearman
 from .corpus import (PROGRESSION, SAMPLE_RATE, ClipSpec, chord_variants, spec_from_row, speed_variant,
                      synthesize)
 
+NO_DESCRIPTORS = "reference descriptors need a model built with music descriptors"
+
 
 def load_attributes(corpus: Path) -> tp.List[dict]:
     with open(corpus / "attributes.jsonl") as f:
@@ -133,13 +135,13 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
     `reference_descriptors` (models built with music descriptors), generation is conditioned on the reference
     music's descriptors instead of the predicted ones (the null video keeps its own)."""
     if reference_descriptors and not model.lm.visual_config.music_descriptors:
-        raise ValueError("reference descriptors need a model built with music descriptors")
+        raise ValueError(NO_DESCRIPTORS)
     rows = load_attributes(corpus)[:limit]
     references = read_references(rows, model.sample_rate, model.audio_channels)
     for index, (row, reference) in enumerate(zip(tqdm(rows, desc="clips", disable=not progress), references)):
         frames = model.load_video(row["video_path"])
         given = music_descriptors(reference[None], model.sample_rate) if reference_descriptors else None
-        # one sample per clip, as a user would get
+        # one sample per clip, as a user would get it (unless given the reference's descriptors)
         generated = model.generate([frames], seed=seed + index, music_descriptors=given)[0]
         row["generated"] = music_attributes(generated[0].numpy(), model.sample_rate)
         spec = spec_from_row(row)
@@ -223,11 +225,11 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         model = load_model_from_args(args).model
         if args.cfg_coef is not None:
             model.set_generation_params(cfg_coef=args.cfg_coef)
-        try:
-            results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True,
-                               reference_descriptors=args.descriptors == "reference")
-        except ValueError as error:  # e.g. reference descriptors for a model built without them
-            parser.error(str(error))
+        reference = args.descriptors == "reference"
+        if reference and not model.lm.visual_config.music_descriptors:
+            parser.error(NO_DESCRIPTORS)
+        results = evaluate(model, args.corpus, args.seed, args.null_ablation, args.limit, progress=True,
+                           reference_descriptors=reference)
     print(format_summary(results["summary"]))
     if args.json:
         with atomic_output(args.json) as tmp:
