@@ -335,10 +335,11 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         return self._null_values
 
     def _video_batch(self, batch: Batch, dropout: bool) -> tp.Tuple[VideoBatch, torch.Tensor]:
-        """The condition of a batch and the bool `[B]` mask of its items nulled by CFG dropout (in training,
-        dropout nulls the video and the text of some items; otherwise none is). A model built with music
+        """The condition of a batch and the bool `[B]` mask of its items whose video was nulled (in training,
+        CFG dropout nulls the video and the text of some items; otherwise none is). A model built with music
         descriptors is conditioned on the music's own (`_teacher_descriptors`), in every stage: the feature
-        cache's tokens carry no pixels to predict them from."""
+        cache's tokens carry no pixels to predict them from; in training, `music_descriptors.video_dropout` also
+        nulls the video of some items that keep their descriptors and text."""
         _, local, glob, infos = batch
         local, glob = local.to(self.device), glob.to(self.device)
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
@@ -351,6 +352,11 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         video = VideoBatch(local, glob, descriptions=texts)
         if self.model.visual_config.music_descriptors:
             video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
+            if dropout:  # the LM then has to set tempo and register from the descriptors alone
+                q = float(self.cfg.music_descriptors.video_dropout)
+                video.local_frames, video.global_frames, nulled = cfg_dropout_video(
+                    video.local_frames, video.global_frames, q, self._null_visual(local), self._null_visual(glob))
+                drop = drop | nulled
         return video, drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
