@@ -277,9 +277,9 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
         assert torch.equal(value, best[key] if exact else best[key].half().float()), key
     assert half.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)[0].shape == (1, 5 * 32000)
 
-    # fine-tuning from the exported model (its music descriptors on), with the contrastive loss, history noise and video dropout: every
-    # weight comes from it, and the loss starts where it ended; the folder is given relative to where train.sh
-    # runs (the solver runs in its XP folder)
+    # fine-tuning from the exported model (its music descriptors on), with the contrastive loss, history noise and
+    # video dropout: every weight comes from it, and the loss starts where it ended; the folder is given relative to
+    # where train.sh runs (the solver runs in its XP folder)
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
