@@ -18,10 +18,11 @@ from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.data.feature_cache import FeatureCache
 from audiocraft_ext.data.video_dataset import VideoAudioDataset, VideoAudioMeta, load_video_audio_meta, release_seek
 from audiocraft_ext.models.export import LM_FILENAME, VIDEO_ENCODER_PREFIX
-from audiocraft_ext.models.lm import mean_token_log_likelihood
+from audiocraft_ext.models.lm import VideoBatch, mean_token_log_likelihood
 from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.solvers.vidmuse import (cfg_dropout_video, contrast_partners, noise_music_history,
-                                           video_contrast_loss, zero_init_cross_attention)
+                                           null_videos_keeping_descriptors, video_contrast_loss,
+                                           zero_init_cross_attention)
 from audiocraft_ext.train import main, resolve_checkpoint_reference
 from audiocraft_ext.utils.checksum import module_fingerprint
 
@@ -150,6 +151,23 @@ def test_cfg_dropout_replaces_whole_items_by_the_null_video():
     assert 8 < dropped.sum() < 32
     kept_local, _, none = cfg_dropout_video(local, glob, 0.0, local * 0, glob * 0)
     assert kept_local is local and not none.any()
+
+
+def test_video_dropout_nulls_the_video_and_keeps_the_descriptors_and_text():
+    local = torch.ones(32, 3, 2, 4, 4, dtype=torch.uint8)
+    glob = torch.ones(32, 3, 3, 4, 4, dtype=torch.uint8)
+    descriptors = torch.randn(32, 2)
+    texts = [f"clip {i}" for i in range(32)]
+    video = VideoBatch(local, glob, descriptions=texts, music_descriptors=descriptors.clone())
+    nulled = null_videos_keeping_descriptors(video, 0.5, torch.zeros_like(local), torch.zeros_like(glob),
+                                             torch.Generator().manual_seed(0))
+    assert 4 < nulled.sum() < 28
+    assert torch.equal(video.local_frames.flatten(1).amax(1) == 0, nulled)
+    assert torch.equal(video.global_frames.flatten(1).amax(1) == 0, nulled)
+    assert torch.equal(video.music_descriptors, descriptors) and video.descriptions == texts
+    untouched = VideoBatch(local, glob, music_descriptors=descriptors)
+    assert not null_videos_keeping_descriptors(untouched, 0.0, local * 0, glob * 0).any()
+    assert untouched.local_frames is local and untouched.global_frames is glob
 
 
 def test_noise_music_history_replaces_a_prefix_and_keeps_the_first_codebook_there():

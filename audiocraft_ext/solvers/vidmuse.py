@@ -81,6 +81,17 @@ def cfg_dropout_video(local: torch.Tensor, glob: torch.Tensor, p: float, null_lo
             torch.where(drop.view(shape), null_glob, glob), drop)
 
 
+def null_videos_keeping_descriptors(video: VideoBatch, p: float, null_local: torch.Tensor, null_glob: torch.Tensor,
+                                    generator: tp.Optional[torch.Generator] = None) -> torch.Tensor:
+    """Video dropout for a model built with music descriptors (`music_descriptors.video_dropout`): each item's local
+    and global visuals are replaced in `video` by the null video with probability `p` (`cfg_dropout_video`), its
+    descriptors and text kept, so the LM learns to set tempo and register from the descriptors alone. Returns the
+    bool `[B]` mask of the nulled items."""
+    video.local_frames, video.global_frames, nulled = cfg_dropout_video(
+        video.local_frames, video.global_frames, p, null_local, null_glob, generator)
+    return nulled
+
+
 def noise_music_history(tokens: torch.Tensor, mask: torch.Tensor, probability: float, card: int,
                         generator: tp.Optional[torch.Generator] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     """Training inputs whose past does not always tell the music: for each item with probability `probability`,
@@ -352,11 +363,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         video = VideoBatch(local, glob, descriptions=texts)
         if self.model.visual_config.music_descriptors:
             video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
-            if dropout:  # the LM then has to set tempo and register from the descriptors alone
-                q = float(self.cfg.music_descriptors.video_dropout)
-                video.local_frames, video.global_frames, nulled = cfg_dropout_video(
-                    video.local_frames, video.global_frames, q, self._null_visual(local), self._null_visual(glob))
-                drop = drop | nulled
+            if dropout:
+                drop = drop | null_videos_keeping_descriptors(video, float(self.cfg.music_descriptors.video_dropout),
+                                                              self._null_visual(local), self._null_visual(glob))
         return video, drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
