@@ -356,8 +356,9 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         texts = [getattr(info, "description", None) for info in infos] if self.model.has_text_conditioner else None
         drop = torch.zeros(local.shape[0], dtype=torch.bool, device=self.device)
         if dropout:
+            null_local, null_glob = self._null_visual(local), self._null_visual(glob)
             p = float(self.cfg.classifier_free_guidance.training_dropout)
-            local, glob, drop = cfg_dropout_video(local, glob, p, self._null_visual(local), self._null_visual(glob))
+            local, glob, drop = cfg_dropout_video(local, glob, p, null_local, null_glob)
             if texts is not None:
                 texts = [None if dropped else text for text, dropped in zip(texts, drop.tolist())]
         video = VideoBatch(local, glob, descriptions=texts)
@@ -365,7 +366,7 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             video.music_descriptors = self._teacher_descriptors(self._music_descriptors(batch), drop)
             if dropout:
                 drop = drop | null_videos_keeping_descriptors(video, float(self.cfg.music_descriptors.video_dropout),
-                                                              self._null_visual(local), self._null_visual(glob))
+                                                              null_local, null_glob)
         return video, drop
 
     def _with_other_videos(self, batch: Batch, video: VideoBatch, drop: torch.Tensor) -> VideoBatch:
