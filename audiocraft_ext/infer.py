@@ -44,6 +44,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topp", type=float, default=0.0, help="top-p sampling (0: off; overrides top-k)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--cfg_coef", type=float, default=3.0, help="classifier-free guidance coefficient")
+    parser.add_argument("--cfg_coef_beta", type=float, default=None,
+                        help="double guidance for a model with music descriptors: what the picture adds to the "
+                             "descriptors is guided by cfg_coef x this (1: plain guidance; default: the model's)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")
@@ -78,7 +81,7 @@ def get_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     """The generation settings of the flags; `ValueError` (one line) for a bad value or a bad worker split."""
     settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
-                                  cfg_coef=args.cfg_coef, seed=args.seed, max_duration=args.max_duration,
+                                  cfg_coef=args.cfg_coef, cfg_coef_beta=args.cfg_coef_beta, seed=args.seed, max_duration=args.max_duration,
                                   image_duration=args.image_duration, original_audio=args.original_audio,
                                   original_volume=args.original_volume, resize_mode=args.resize_mode,
                                   description=args.description, sync_cuts=args.sync_cuts,

@@ -37,7 +37,8 @@ class GenerationSettings:
     """User-facing generation parameters (defaults: the release's `infer.sh`).
 
     Attributes:
-        top_k, top_p, temperature, cfg_coef: sampling (see `VidMuse.set_generation_params`).
+        top_k, top_p, temperature, cfg_coef, cfg_coef_beta: sampling (see `VidMuse.set_generation_params`;
+            cfg_coef_beta None: the model's own).
         seed: seed of every input's sampling; None draws one per run (recorded in the sidecars).
         max_duration: music for at most this many seconds of each video (the mp4 is cut to it); None: all.
         image_duration: seconds of music for an image.
@@ -52,6 +53,7 @@ class GenerationSettings:
     top_p: float = 0.0
     temperature: float = 1.0
     cfg_coef: float = 3.0
+    cfg_coef_beta: tp.Optional[float] = None
     seed: tp.Optional[int] = None
     max_duration: tp.Optional[float] = None
     image_duration: float = 10.0
@@ -183,7 +185,8 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
-                                cfg_coef=settings.cfg_coef, extend_stride=model.extend_stride)
+                                cfg_coef=settings.cfg_coef, cfg_coef_beta=settings.cfg_coef_beta,
+                                extend_stride=model.extend_stride)
     seed = settings.seed if settings.seed is not None else draw_seed()
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()

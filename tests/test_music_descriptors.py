@@ -6,6 +6,7 @@ import typing as tp
 
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
+from omegaconf import OmegaConf
 import pytest
 import torch
 
@@ -273,3 +274,45 @@ def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tin
     assert row["generated"] == music_attributes(music[0].numpy(), SR)
     with pytest.raises(ValueError, match="built with music descriptors"):
         evaluate(without, tmp_path / "corpus", reference_descriptors=True)
+
+
+def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint,
+                                                                   pairs):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    OmegaConf.update(cfg, "classifier_free_guidance.inference_coef_beta", 0.5, force_add=True)
+    lm = build_tiny_lm(cfg)
+    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
+    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
+    model = VidMuse.get_pretrained(tmp_path, device="cpu")
+    assert model.lm.cfg_coef_beta == 0.5  # the model's default, from its config
+    frames = model.load_video(pairs / "pair0.mp4", duration=1.0)
+    descriptors = model.predict_music_descriptors([frames])
+    default = model.generate([frames], seed=0)[0]
+
+    def generate(beta: tp.Optional[float], video=frames) -> torch.Tensor:
+        model.set_generation_params(cfg_coef_beta=beta)
+        return model.generate([video], seed=0, music_descriptors=descriptors)[0]
+
+    assert torch.equal(generate(0.5), default)
+    # beta 0: the descriptors alone, as a black video that keeps them; beta 1: plain guidance on the whole condition
+    black = dataclasses.replace(frames, local_frames=torch.zeros_like(frames.local_frames),
+                                global_frames=torch.zeros_like(frames.global_frames))
+    model.lm.cfg_coef_beta = None
+    plain, blind = generate(None), generate(None, black)
+    assert torch.equal(generate(0.0), blind)
+    assert torch.equal(generate(1.0), plain)
+    assert not torch.equal(default, plain) and not torch.equal(default, blind)
+    # the descriptors-only branch is the null video with the batch's descriptors, and needs them
+    video = model.window_batch([frames], [(0, 2)], descriptors)
+    branches = video.guidance_batch(video.null(), descriptor_branch=True)
+    assert len(branches) == 3 and not branches.local_frames[1:].any()
+    assert torch.equal(branches.music_descriptors[1], descriptors[0]) and branches.music_descriptors[2].isnan().all()
+    with pytest.raises(ValueError, match="needs the batch's music descriptors"):
+        VideoBatch(video.local_frames, video.global_frames).guidance_batch(video.null(), descriptor_branch=True)
+    without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
+    with pytest.raises(ValueError, match="needs a model built with music descriptors"):
+        without.set_generation_params(cfg_coef_beta=0.5)
+    with pytest.raises(ValueError, match="needs a model built with music descriptors"):
+        without.lm.generate(video=video, max_gen_len=4, cfg_coef_beta=0.5)

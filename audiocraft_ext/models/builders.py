@@ -109,6 +109,7 @@ def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: tp.Optional[VisualC
                      fuser=get_condition_fuser(bool(provider.conditioners), visual_config.music_descriptors),
                      visual_config=visual_config,
                      cfg_dropout=guidance["training_dropout"], cfg_coef=guidance["inference_coef"],
+                     cfg_coef_beta=guidance.get("inference_coef_beta"),
                      attribute_dropout=attribute_dropout, device=device, dtype=dtype, **kwargs)
 
 

@@ -9,7 +9,7 @@ pattern, teacher-forced `compute_predictions`, the decoding loop of `generate`) 
 """
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import typing as tp
 
 from audiocraft.models.lm import ConditionTensors, LMModel, LMOutput
@@ -72,6 +72,17 @@ class VideoBatch:
         return VideoBatch(torch.zeros_like(self.local_frames), torch.zeros_like(self.global_frames),
                           self.local_lengths, self.local_times)
 
+    def guidance_batch(self, null: "VideoBatch", descriptor_branch: bool = False) -> "VideoBatch":
+        """The batches classifier-free guidance decodes together: `[self, null]` (2B items), or with
+        `descriptor_branch` `[self, descriptors only, null]` (3B items; `VidMuseLM.cfg_coef_beta`), "descriptors
+        only" being the `null` condition with this batch's `music_descriptors` (which must be given)."""
+        if not descriptor_branch:
+            return VideoBatch.cat([self, null])
+        if self.music_descriptors is None or bool(self.music_descriptors.isnan().any()):
+            raise ValueError("guidance with a descriptor branch needs the batch's music descriptors "
+                             "(VideoBatch.music_descriptors)")
+        return VideoBatch.cat([self, replace(null, descriptions=None, music_descriptors=self.music_descriptors), null])
+
     @staticmethod
     def cat(batches: tp.Sequence["VideoBatch"]) -> "VideoBatch":
         """Concatenate batches along the batch dimension (all must have the same frame counts)."""
@@ -106,7 +117,8 @@ def pad_frames(frames: tp.Sequence[torch.Tensor]) -> tp.Tuple[torch.Tensor, torc
 @dataclass
 class _GenerationState:
     """What `VidMuseLM.generate` hands to its decoding steps."""
-    conditions: ConditionTensors  # [cond, null] condition tensors
+    conditions: ConditionTensors  # [cond, null] or [cond, descriptors only, null] condition tensors
+    cfg_coef_beta: tp.Optional[float]  # None: guidance on [cond, null]
     generators: tp.Optional[tp.Sequence[torch.Generator]]
     pattern: Pattern
     lengths: tp.Optional[torch.Tensor]  # [B] timesteps per item
@@ -175,11 +187,16 @@ class VidMuseLM(LMModel):
         pattern_provider, condition_provider, fuser: as `LMModel`; the fuser must route `video` to `cross`
             (and, with music descriptors, `music_descriptors` to `sum`).
         visual_config: the visual side (`VisualConfig`).
+        cfg_coef_beta: for a model built with music descriptors, double classifier-free guidance by default
+            (None: plain guidance on the video; see `_sample_next_token`).
         **kwargs: `LMModel` arguments (n_q, card, dim, num_heads, ...). Cross-attention is always on.
     """
 
     def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
-                 fuser: ConditionFuser, visual_config: VisualConfig, **kwargs):
+                 fuser: ConditionFuser, visual_config: VisualConfig, cfg_coef_beta: tp.Optional[float] = None,
+                 **kwargs):
+        if cfg_coef_beta is not None and not visual_config.music_descriptors:
+            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
         for name in [VIDEO_CONDITION, *condition_provider.conditioners]:
             if fuser.cond2fuse.get(name) != "cross":
                 raise ValueError(f"the fuser must fuse the '{name}' condition by cross-attention")
@@ -189,6 +206,7 @@ class VidMuseLM(LMModel):
         factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
         self.video_encoder = VideoEncoder(visual_config, self.dim).to(**factory)
+        self.cfg_coef_beta = cfg_coef_beta
         self._generation: tp.Optional[_GenerationState] = None
         self.deduplicate_memory = True
         self._streamed_predictions = False
@@ -268,16 +286,18 @@ class VidMuseLM(LMModel):
     def has_text_conditioner(self) -> bool:
         return TEXT_CONDITION in self.condition_provider.conditioners
 
-    def compute_video_condition(self, video: VideoBatch, with_null: bool = False) -> ConditionTensors:
+    def compute_video_condition(self, video: VideoBatch, with_null: bool = False,
+                                descriptor_branch: bool = False) -> ConditionTensors:
         """Video memory (and text) as AudioCraft condition tensors: `{'video': (memory [B, S, dim], mask [B, S])}`
         plus `'description': (embeddings [B, L, dim], mask [B, L])` for a model with a text conditioner.
 
-        With `with_null`, the batch is `[cond, null]` (2B items, null = black frames and no text), computed in
-        one pass, as classifier-free guidance needs it.
+        With `with_null`, the batch is `VideoBatch.guidance_batch` (null = black frames and no text; with
+        `descriptor_branch`, the descriptors-only branch too), computed in one pass, as classifier-free guidance
+        needs it.
         """
-        return self.video_condition(video, with_null)[0]
+        return self.video_condition(video, with_null, descriptor_branch)[0]
 
-    def video_condition(self, video: VideoBatch, with_null: bool = False
+    def video_condition(self, video: VideoBatch, with_null: bool = False, descriptor_branch: bool = False
                         ) -> tp.Tuple[ConditionTensors, tp.Optional[torch.Tensor]]:
         """`compute_video_condition`, and for a model built with `music_descriptors` the descriptors it predicts
         from the window's frames, on the unit scale `[B, N]` (None otherwise, and when `video.music_descriptors`
@@ -287,7 +307,7 @@ class VidMuseLM(LMModel):
         if not self.has_text_conditioner and any(text is not None for text in video.texts):
             raise ValueError("this model has no text conditioner: descriptions cannot be used")
         if with_null:
-            video = VideoBatch.cat([video, video.null()])
+            video = video.guidance_batch(video.null(), descriptor_branch)
         device = next(iter(self.parameters())).device
         encoder = self.video_encoder
         local_tokens, global_tokens = (encoder.tokens(frames.to(device))
@@ -390,14 +410,22 @@ class VidMuseLM(LMModel):
                            ) -> torch.Tensor:
         """One decoding step with classifier-free guidance on the video: `[B, K, S]` -> next tokens `[B, K, 1]`.
 
-        The batch is `[cond, null]`; guided logits are `null + (cond - null) * cfg_coef` (as the release).
+        The batch is `[cond, null]`; guided logits are `null + (cond - null) * cfg_coef` (as the release). With
+        `cfg_coef_beta` (double guidance, as MusicGen-Style's), it is `[cond, descriptors only, null]` and the
+        logits are `null + cfg_coef * (desc + cfg_coef_beta * (cond - desc) - null)`: the music descriptors are
+        guided by `cfg_coef`, what the picture adds to them by `cfg_coef * cfg_coef_beta`.
         """
         state = self._generation
         assert state is not None, "call generate()"
         B = sequence.shape[0]
         cfg_coef = self.cfg_coef if cfg_coef is None else cfg_coef
-        all_logits = self(torch.cat([sequence, sequence], dim=0), [], state.conditions)
-        cond_logits, null_logits = all_logits.split(B, dim=0)
+        branches = 2 if state.cfg_coef_beta is None else 3
+        all_logits = self(torch.cat([sequence] * branches, dim=0), [], state.conditions)
+        if state.cfg_coef_beta is None:
+            cond_logits, null_logits = all_logits.split(B, dim=0)
+        else:
+            cond_logits, desc_logits, null_logits = all_logits.split(B, dim=0)
+            cond_logits = desc_logits + (cond_logits - desc_logits) * state.cfg_coef_beta
         logits = null_logits + (cond_logits - null_logits) * cfg_coef  # [B, K, S, card]
         tokens = sample_next_token(logits[:, :, -1], use_sampling, temp, top_k, top_p, state.generators)
         state.offset += sequence.shape[-1]  # the pattern step these tokens fill
@@ -412,6 +440,7 @@ class VidMuseLM(LMModel):
     def generate(self, prompt: tp.Optional[torch.Tensor] = None, conditions: tp.List = [],  # type: ignore[override]
                  num_samples: tp.Optional[int] = None, max_gen_len: int = 256, use_sampling: bool = True,
                  temp: float = 1.0, top_k: int = 250, top_p: float = 0.0, cfg_coef: tp.Optional[float] = None,
+                 cfg_coef_beta: tp.Optional[float] = None,
                  two_step_cfg: tp.Optional[bool] = None, remove_prompts: bool = False, check: bool = False,
                  callback: tp.Optional[tp.Callable[[int, int], None]] = None, *,
                  video: tp.Optional[VideoBatch] = None, cfg_condition_tensors: tp.Optional[ConditionTensors] = None,
@@ -422,8 +451,10 @@ class VidMuseLM(LMModel):
         Args:
             prompt: optional codes `[B, K, T]` to continue.
             video: the video conditions; or
-            cfg_condition_tensors: precomputed `[cond, null]` condition tensors (2B items), e.g. from
-                `compute_video_condition(video, with_null=True)`, to reuse one memory across calls.
+            cfg_coef_beta: double guidance (`_sample_next_token`; default: the model's `cfg_coef_beta`).
+            cfg_condition_tensors: precomputed guidance condition tensors (`[cond, null]`, 2B items, or with
+                `cfg_coef_beta` `[cond, descriptors only, null]`, 3B), e.g. from `compute_video_condition(video,
+                with_null=True, descriptor_branch=...)`, to reuse one memory across calls.
             generators: one `torch.Generator` per item for sampling (see `sample_next_token`).
             lengths: timesteps each item needs (default: all `max_gen_len`); an item's codes then do not depend
                 on the longer items of the batch (its codes past its length are not meaningful).
@@ -434,13 +465,18 @@ class VidMuseLM(LMModel):
             raise ValueError("VidMuseLM.generate needs exactly one of `video` or `cfg_condition_tensors`")
         if conditions or two_step_cfg:
             raise ValueError("VidMuseLM.generate takes the video condition only (no attributes, no two-step CFG)")
+        cfg_coef_beta = self.cfg_coef_beta if cfg_coef_beta is None else cfg_coef_beta
+        if cfg_coef_beta is not None and not self.visual_config.music_descriptors:
+            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
         if cfg_condition_tensors is None:
             assert video is not None
-            cfg_condition_tensors = self.compute_video_condition(video, with_null=True)
-        batch = cfg_condition_tensors[VIDEO_CONDITION][0].shape[0] // 2
+            cfg_condition_tensors = self.compute_video_condition(video, with_null=True,
+                                                                 descriptor_branch=cfg_coef_beta is not None)
+        branches = 2 if cfg_coef_beta is None else 3
+        batch = cfg_condition_tensors[VIDEO_CONDITION][0].shape[0] // branches
         device = cfg_condition_tensors[VIDEO_CONDITION][0].device
         self._generation = _GenerationState(
-            cfg_condition_tensors, generators, self.pattern_provider.get_pattern(max_gen_len),
+            cfg_condition_tensors, cfg_coef_beta, generators, self.pattern_provider.get_pattern(max_gen_len),
             None if lengths is None else torch.tensor(list(lengths), device=device))
         steps = len(self._generation.pattern.layout) - 1  # positions the decoding loop feeds (prompt included)
         try:

@@ -127,7 +127,7 @@ class VidMuse(BaseGenModel):
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
                               temperature: float = 1.0, cfg_coef: float = 3.0,
-                              extend_stride: tp.Optional[float] = None):
+                              cfg_coef_beta: tp.Optional[float] = None, extend_stride: tp.Optional[float] = None):
         """Sampling parameters (defaults: the release's).
 
         Args:
@@ -136,6 +136,9 @@ class VidMuse(BaseGenModel):
             top_p: nucleus sampling threshold (0: off; takes precedence over top_k).
             temperature: softmax temperature (0: greedy).
             cfg_coef: classifier-free guidance coefficient (null condition: a black video).
+            cfg_coef_beta: for a model built with music descriptors, double guidance: the descriptors guided by
+                `cfg_coef`, what the picture adds to them by `cfg_coef * cfg_coef_beta` (1: as plain guidance).
+                Default: the model's own (`classifier_free_guidance.inference_coef_beta` of its config).
             extend_stride: seconds between the starts of consecutive windows for videos longer than
                 `max_duration`; the rest of the window is the audio prompt. Default: a 0.5 s prompt
                 (29.5 s with 30 s windows, as the release).
@@ -144,6 +147,10 @@ class VidMuse(BaseGenModel):
             extend_stride = self.max_duration - 0.5
         if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
             raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
+        if cfg_coef_beta is not None and not self.lm.visual_config.music_descriptors:
+            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
+        if cfg_coef_beta is not None and cfg_coef_beta < 0:
+            raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
         if not 0 < extend_stride < self.max_duration:
             raise ValueError(f"extend_stride must be in (0, {self.max_duration}), got {extend_stride}")
         local_fps = self.lm.visual_config.local_fps
@@ -152,7 +159,7 @@ class VidMuse(BaseGenModel):
                 raise ValueError(f"extend_stride {extend_stride} s is not a whole number of {what}s ({rate} Hz)")
         self.extend_stride = extend_stride
         self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
-                                  "top_p": top_p, "cfg_coef": cfg_coef}
+                                  "top_p": top_p, "cfg_coef": cfg_coef, "cfg_coef_beta": cfg_coef_beta}
 
     def frame_sampling(self, resize_mode: str) -> tp.Dict[str, tp.Any]:
         """How this model samples frames: local fps, global frame count, frame size, resize mode."""

@@ -495,7 +495,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         audio = batch[0]
         video, _ = self._video_batch(batch, dropout=False)
         with self.autocast:
-            conditions = self.model.compute_video_condition(VideoBatch.cat([video, self._null_batch(video)]))
+            conditions = self.model.compute_video_condition(
+                video.guidance_batch(self._null_batch(video), self.model.cfg_coef_beta is not None))
             tokens = self.model.generate(cfg_condition_tensors=conditions,
                                          max_gen_len=int(round(gen_duration * self.compression_model.frame_rate)),
                                          cfg_coef=self.cfg.classifier_free_guidance.inference_coef,

@@ -212,6 +212,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--null_ablation", action="store_true", help="also generate from the null (black) video")
     parser.add_argument("--cfg_coef", type=float, default=None,
                         help="classifier-free guidance coefficient (default: the model's default sampling)")
+    parser.add_argument("--cfg_coef_beta", type=float, default=None,
+                        help="double guidance (VidMuse.set_generation_params; default: the model's own)")
     parser.add_argument("--descriptors", choices=("predicted", "reference"), default="predicted",
                         help="condition generation on the descriptors predicted from each video (as a user gets) "
                              "or on the reference music's own (how closely the LM follows them)")
@@ -223,8 +225,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
-        if args.cfg_coef is not None:
-            model.set_generation_params(cfg_coef=args.cfg_coef)
+        if args.cfg_coef is not None or args.cfg_coef_beta is not None:
+            model.set_generation_params(cfg_coef=3.0 if args.cfg_coef is None else args.cfg_coef,
+                                        cfg_coef_beta=args.cfg_coef_beta)
         reference = args.descriptors == "reference"
         if reference and not model.lm.visual_config.music_descriptors:
             parser.error(NO_DESCRIPTORS)
