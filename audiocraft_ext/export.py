@@ -35,6 +35,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--lm_dtype", choices=("float32", "float16"), default="float32",
                         help="storage format of the LM's weights outside its video encoder (float16: half the "
                              "size; loading casts them to the format asked for)")
+    parser.add_argument("--cfg_coef_beta", type=float, default=None,
+                        help="for a model with music descriptors: its default double guidance (the picture guided "
+                             "beyond the descriptors by cfg_coef x this; default: the run's config)")
     parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
@@ -43,7 +46,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         print(f"error: no checkpoint at {checkpoint}", file=sys.stderr)
         return 2
     try:
-        out = export_xp_checkpoint(checkpoint, args.out, args.compression, getattr(torch, args.lm_dtype))
+        out = export_xp_checkpoint(checkpoint, args.out, args.compression, getattr(torch, args.lm_dtype),
+                                   args.cfg_coef_beta)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -256,7 +256,8 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     dora = tmp_path / "dora"
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     args = ["solver=vidmuse/debug", *data, "optim.epochs=4", "optim.updates_per_epoch=12", "generate.every=4",
-            "evaluate.every=4", "video.visual.music_descriptors=true"]
+            "evaluate.every=4", "video.visual.music_descriptors=true",
+            "classifier_free_guidance.inference_coef_beta=0.5"]  # the generate stage decodes three branches
     log = tmp_path / "first.log"
     process = train_sh(args, dora, log)
     checkpoint = interrupt_at_first_checkpoint(process, dora, log)
@@ -284,8 +285,11 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
         assert torch.equal(value, best[key]), key
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
-    # stored in float16 but for the video encoder: a smaller file, loaded back in float32
-    half = _export(["--sig", checkpoint.parent.name, "--lm_dtype", "float16"], tmp_path / "half", dora_dir=dora)
+    assert model.lm.cfg_coef_beta == 0.5  # the run's double guidance is the export's default
+    # stored in float16 but for the video encoder: a smaller file, loaded back in float32; another default guidance
+    half = _export(["--sig", checkpoint.parent.name, "--lm_dtype", "float16", "--cfg_coef_beta", "1"],
+                   tmp_path / "half", dora_dir=dora)
+    assert half.lm.cfg_coef_beta == 1.0
     halved = sum(v.numel() * 2 for k, v in best.items()
                  if v.is_floating_point() and not k.startswith(VIDEO_ENCODER_PREFIX))
     assert (tmp_path / "half" / LM_FILENAME).stat().st_size < (out / LM_FILENAME).stat().st_size - 0.9 * halved

@@ -79,14 +79,17 @@ def export_codec_checkpoint(checkpoint: tp.Union[str, Path], out_file: tp.Union[
 
 
 def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
-                         compression: tp.Optional[str] = None, lm_dtype: torch.dtype = torch.float32) -> Path:
+                         compression: tp.Optional[str] = None, lm_dtype: torch.dtype = torch.float32,
+                         cfg_coef_beta: tp.Optional[float] = None) -> Path:
     """Export a training checkpoint (`checkpoint.th` of a Dora XP) into a folder `VidMuse.get_pretrained` loads.
 
     The LM weights are the checkpoint's best state (evaluated with EMA when EMA is on), not the live weights the
     release exported. The codec is `compression` or the XP's `compression_model_checkpoint`: a name such as
     `facebook/encodec_32khz` becomes a pointer (as the release does), a local codec file (exported, or a codec
     training checkpoint) is saved with its weights, and a codec built from the config too. `lm_dtype` is the
-    storage format of the LM's weights outside its video encoder (`lm_state_in`).
+    storage format of the LM's weights outside its video encoder (`lm_state_in`). `cfg_coef_beta`, for a model
+    built with music descriptors, is written into its config as its default double guidance
+    (`classifier_free_guidance.inference_coef_beta`; default: the run's).
     """
     out_dir = Path(out_dir)
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -98,6 +101,10 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
         raise ValueError(f"{checkpoint} is not a VidMuse training checkpoint (no video.visual in its config)")
     lm_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     lm_cfg.video.visual = visual.to_dict()
+    if cfg_coef_beta is not None:
+        if not visual.music_descriptors:
+            raise ValueError(f"{checkpoint}: cfg_coef_beta (double guidance) needs a model built with music descriptors")
+        OmegaConf.update(lm_cfg, "classifier_free_guidance.inference_coef_beta", cfg_coef_beta, force_add=True)
     atomic_torch_save(_package(lm_state_in(best_model_state(pkg), lm_dtype), lm_cfg), out_dir / LM_FILENAME)
 
     source = compression if compression is not None else cfg.get("compression_model_checkpoint")
