@@ -257,7 +257,8 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
     data = [f"datasource.{split}={manifest.parent}" for split in ("train", "valid", "evaluate", "generate")]
     args = ["solver=vidmuse/debug", *data, "optim.epochs=4", "optim.updates_per_epoch=12", "generate.every=4",
             "evaluate.every=4", "video.visual.music_descriptors=true",
-            "classifier_free_guidance.inference_coef_beta=0.5"]  # the generate stage decodes three branches
+            "classifier_free_guidance.inference_coef_beta=0.5",  # the generate stage decodes three branches
+            "music_descriptors.refit=true"]  # fitted at the start, not again when the run resumes
     log = tmp_path / "first.log"
     process = train_sh(args, dora, log)
     checkpoint = interrupt_at_first_checkpoint(process, dora, log)
@@ -301,15 +302,16 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
 
     # fine-tuning from the exported model (its music descriptors on), with the contrastive loss, history noise and
     # video dropout: every weight comes from it, and the loss starts where it ended; the folder is given relative to
-    # where train.sh runs (the solver runs in its XP folder)
+    # where train.sh runs (the solver runs in its XP folder); its read-out refitted on the same clips is the same
     log = tmp_path / "finetune.log"
     finetune = ["solver=vidmuse/debug", *data, "optim.epochs=1",
                 f"continue_from=//pretrained/{os.path.relpath(out, ROOT)}",
                 "generate.every=0", "evaluate.every=0", "contrastive.weight=1", "video.visual.music_descriptors=true",
-                "history_noise.probability=0.5", "music_descriptors.video_dropout=0.5", "dataset.batch_size=4"]
+                "history_noise.probability=0.5", "music_descriptors.video_dropout=0.5", "dataset.batch_size=4",
+                "music_descriptors.refit=true"]
     assert train_sh(finetune, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "keep their initialisation" not in log.read_text()
-    assert "descriptor head fitted on" not in log.read_text()  # the exported model's fitted head is kept
+    assert "descriptor head fitted on" in log.read_text()
     tuned_folder = next(p.parent for p in dora.glob("xps/*/history.json") if p.parent != checkpoint.parent)
     tuned = json.loads((tuned_folder / "history.json").read_text())
     tuned_best = torch.load(tuned_folder / "checkpoint.th", weights_only=True)["best_state"]["model"]

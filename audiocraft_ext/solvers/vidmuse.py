@@ -251,11 +251,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
 
     def restore(self, *args, **kwargs) -> bool:
         """AudioCraft's restore, then the feature cache (which needs the final CLIP weights) if configured, then
-        the descriptor head's fit if the model has an unfitted one."""
+        the descriptor head's fit if the model has an unfitted one, or at the start of a run with
+        `music_descriptors.refit` (a head loaded by `continue_from` fitted to other descriptors)."""
         restored = super().restore(*args, **kwargs)
         self._attach_feature_cache()
         encoder = self.model.video_encoder
-        if encoder.descriptor_head is not None and not encoder.descriptor_head_fitted:
+        refit = bool(self.cfg.music_descriptors.refit) and not self.history  # not again when the run resumes
+        if encoder.descriptor_head is not None and (refit or not encoder.descriptor_head_fitted):
             self._fit_descriptor_head()
         return restored
 
