@@ -81,7 +81,8 @@ def get_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     """The generation settings of the flags; `ValueError` (one line) for a bad value or a bad worker split."""
     settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
-                                  cfg_coef=args.cfg_coef, cfg_coef_beta=args.cfg_coef_beta, seed=args.seed, max_duration=args.max_duration,
+                                  cfg_coef=args.cfg_coef, cfg_coef_beta=args.cfg_coef_beta, seed=args.seed,
+                                  max_duration=args.max_duration,
                                   image_duration=args.image_duration, original_audio=args.original_audio,
                                   original_volume=args.original_volume, resize_mode=args.resize_mode,
                                   description=args.description, sync_cuts=args.sync_cuts,

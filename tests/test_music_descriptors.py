@@ -319,6 +319,8 @@ def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tin
     assert torch.equal(branches.music_descriptors[1], descriptors[0]) and branches.music_descriptors[2].isnan().all()
     with pytest.raises(ValueError, match="needs the batch's music descriptors"):
         VideoBatch(video.local_frames, video.global_frames).guidance_batch(video.null(), descriptor_branch=True)
+    with pytest.raises(ValueError, match=">= 0"):
+        model.set_generation_params(cfg_coef_beta=-0.5)
     without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
     with pytest.raises(ValueError, match="needs a model built with music descriptors"):
         without.set_generation_params(cfg_coef_beta=0.5)

@@ -18,6 +18,7 @@ from .. import __version__
 from ..utils.atomic import atomic_output
 from ..utils.checkpoint import best_model_state, is_training_checkpoint
 from .builders import get_visual_config
+from .lm import check_cfg_coef_beta
 from .loaders import COMPRESSION_FILENAME, LM_FILENAMES, load_compression_model_from_cfg
 
 LM_FILENAME = LM_FILENAMES[0]  # what exports write; loading also takes the hub's other name
@@ -102,8 +103,7 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     lm_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     lm_cfg.video.visual = visual.to_dict()
     if cfg_coef_beta is not None:
-        if not visual.music_descriptors:
-            raise ValueError(f"{checkpoint}: cfg_coef_beta (double guidance) needs a model built with music descriptors")
+        check_cfg_coef_beta(cfg_coef_beta, visual)
         OmegaConf.update(lm_cfg, "classifier_free_guidance.inference_coef_beta", cfg_coef_beta, force_add=True)
     atomic_torch_save(_package(lm_state_in(best_model_state(pkg), lm_dtype), lm_cfg), out_dir / LM_FILENAME)
 

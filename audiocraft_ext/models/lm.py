@@ -114,6 +114,17 @@ def pad_frames(frames: tp.Sequence[torch.Tensor]) -> tp.Tuple[torch.Tensor, torc
     return torch.cat(padded), torch.cat([torch.full((f.shape[0],), f.shape[axis]) for f in frames])
 
 
+def check_cfg_coef_beta(cfg_coef_beta: tp.Optional[float], visual_config: VisualConfig) -> None:
+    """`ValueError` unless `cfg_coef_beta` (double guidance, `VidMuseLM._sample_next_token`) is None, or >= 0 for
+    a model built with music descriptors (its third branch keeps them)."""
+    if cfg_coef_beta is None:
+        return
+    if not visual_config.music_descriptors:
+        raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
+    if cfg_coef_beta < 0:
+        raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
+
+
 @dataclass
 class _GenerationState:
     """What `VidMuseLM.generate` hands to its decoding steps."""
@@ -195,8 +206,7 @@ class VidMuseLM(LMModel):
     def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
                  fuser: ConditionFuser, visual_config: VisualConfig, cfg_coef_beta: tp.Optional[float] = None,
                  **kwargs):
-        if cfg_coef_beta is not None and not visual_config.music_descriptors:
-            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
+        check_cfg_coef_beta(cfg_coef_beta, visual_config)
         for name in [VIDEO_CONDITION, *condition_provider.conditioners]:
             if fuser.cond2fuse.get(name) != "cross":
                 raise ValueError(f"the fuser must fuse the '{name}' condition by cross-attention")
@@ -466,8 +476,7 @@ class VidMuseLM(LMModel):
         if conditions or two_step_cfg:
             raise ValueError("VidMuseLM.generate takes the video condition only (no attributes, no two-step CFG)")
         cfg_coef_beta = self.cfg_coef_beta if cfg_coef_beta is None else cfg_coef_beta
-        if cfg_coef_beta is not None and not self.visual_config.music_descriptors:
-            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
+        check_cfg_coef_beta(cfg_coef_beta, self.visual_config)
         if cfg_condition_tensors is None:
             assert video is not None
             cfg_condition_tensors = self.compute_video_condition(video, with_null=True,

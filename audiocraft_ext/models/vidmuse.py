@@ -26,7 +26,7 @@ from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_
                            still_video_frames)
 from ..modules.music_descriptors import DESCRIPTORS
 from ..utils.devices import auto_device
-from .lm import VideoBatch, VidMuseLM, pad_frames
+from .lm import VideoBatch, VidMuseLM, check_cfg_coef_beta, pad_frames
 from .loaders import INT8, load_compression_model, load_lm_model
 
 logger = logging.getLogger(__name__)
@@ -147,10 +147,7 @@ class VidMuse(BaseGenModel):
             extend_stride = self.max_duration - 0.5
         if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
             raise ValueError("temperature and top_k must be >= 0 and top_p in [0, 1]")
-        if cfg_coef_beta is not None and not self.lm.visual_config.music_descriptors:
-            raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
-        if cfg_coef_beta is not None and cfg_coef_beta < 0:
-            raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
+        check_cfg_coef_beta(cfg_coef_beta, self.lm.visual_config)
         if not 0 < extend_stride < self.max_duration:
             raise ValueError(f"extend_stride must be in (0, {self.max_duration}), got {extend_stride}")
         local_fps = self.lm.visual_config.local_fps
