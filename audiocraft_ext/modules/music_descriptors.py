@@ -7,7 +7,6 @@ computed from the audio alone, so any training set provides them. A VidMuse LM b
 trains the prediction on these values and conditions training on them (teacher forcing).
 """
 
-import math
 import typing as tp
 
 import torch
@@ -50,42 +49,16 @@ def onset_rate(envelope: torch.Tensor, frame_rate: float, lengths: tp.Optional[t
     return onsets.sum(1).float() / (lengths.float() / frame_rate).clamp(min=1e-3)
 
 
-def register(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[torch.Tensor] = None,
-             fmin: float = 55.0, fmax: float = 2000.0, frame: int = 2048, threshold: float = 0.1,
-             loud: float = 0.25) -> torch.Tensor:
-    """Pitch register of audio `[B, C, T]` (`lengths` `[B]` valid samples, default all) -> `[B]`: the median
-    log2 fundamental (Hz) over the frames within `loud` of the loudest, each frame's fundamental found by YIN
-    (de Cheveigne and Kawahara, 2002; `frame` samples, half of them integrated, a quarter hop) between `fmin`
-    and `fmax`: the first dip of the cumulative-mean-normalised difference below `threshold`, else its minimum.
-    The pitch the melody and bass sound at, where a power-weighted mean frequency also weighs each instrument's
-    overtones and loudness (model card, "Double guidance"); what `synth.attributes.median_pitch` measures."""
-    x = wav.float().mean(1)
-    if x.shape[-1] < frame:
-        x = F.pad(x, (0, frame - x.shape[-1]))
-    hop, window = frame // 4, frame // 2
-    frames = x.unfold(-1, frame, hop)  # [B, F, frame]
-    lags = frame - window + 1
-    n = 2 * frame
-    correlation = torch.fft.irfft(torch.conj(torch.fft.rfft(frames[..., :window], n)) * torch.fft.rfft(frames, n),
-                                  n)[..., :lags]
-    energy = F.pad(frames.pow(2).cumsum(-1), (1, 0))  # [B, F, frame + 1]
-    shifted = energy[..., window:window + lags] - energy[..., :lags]  # energy of the window shifted by each lag
-    difference = (energy[..., window:window + 1] + shifted - 2 * correlation).clamp(min=0)
-    normalised = difference * torch.arange(lags, device=x.device) / difference.cumsum(-1).clamp(min=1e-12)
-    lag_min, lag_max = max(1, int(sample_rate / fmax)), min(lags - 2, int(sample_rate / fmin))
-    d = normalised[..., lag_min - 1:lag_max + 2]
-    inner = d[..., 1:-1]
-    dips = (inner < d[..., :-2]) & (inner <= d[..., 2:]) & (inner < threshold)
-    lag = torch.where(dips.any(-1), dips.float().argmax(-1), inner.argmin(-1)) + lag_min
-    rms = frames.pow(2).mean(-1).sqrt()  # [B, F]
-    valid = torch.ones_like(rms, dtype=torch.bool)
-    if lengths is not None:
-        centres = torch.arange(rms.shape[1], device=x.device) * hop + window
-        valid = centres[None] < lengths.to(x.device)[:, None]
-    rms = rms * valid
-    kept = valid & (rms > 0) & (rms >= loud * rms.amax(1, keepdim=True))
-    pitch = torch.log2(sample_rate / lag.float()).masked_fill(~kept, float("nan"))
-    return torch.nanmedian(pitch, dim=1).values.nan_to_num(math.log2(fmin))  # silence: the lowest pitch
+def register(wav: torch.Tensor, sample_rate: int, band: tp.Tuple[float, float] = (50.0, 1000.0),
+             n_fft: int = 4096) -> torch.Tensor:
+    """Pitch register of audio `[B, C, T]` -> `[B]`: the power-weighted mean of log2 frequency (Hz) over `band`,
+    where melodies, basses and chords put their fundamentals (silence and zero padding add no power)."""
+    spec = torch.stft(wav.float().mean(1), n_fft, n_fft // 4, window=torch.hann_window(n_fft, device=wav.device),
+                      return_complex=True).abs().pow(2).mean(-1)  # [B, F]
+    freqs = torch.fft.rfftfreq(n_fft, 1 / sample_rate).to(wav.device)
+    inside = (freqs > band[0]) & (freqs < band[1])
+    power = spec[:, inside]
+    return (power * torch.log2(freqs[inside])).sum(1) / power.sum(1).clamp(min=1e-12)
 
 
 def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[torch.Tensor] = None
@@ -98,4 +71,4 @@ def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[
     if lengths is not None:
         frame_lengths = (lengths.to(wav.device) // hop + 1).clamp(max=wav.shape[-1] // hop + 1)
     rate = onset_rate(onset_envelope(wav, sample_rate, hop_seconds), 1 / hop_seconds, frame_lengths)
-    return torch.stack([torch.log1p(rate), register(wav, sample_rate, lengths)], dim=1)
+    return torch.stack([torch.log1p(rate), register(wav, sample_rate)], dim=1)

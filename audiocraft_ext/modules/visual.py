@@ -84,8 +84,8 @@ class VisualConfig:
     frame_time_rate: tp.Optional[float] = None
     frame_time_max_period: float = 10000.0
     music_descriptors: bool = False
-    descriptor_mean: tp.Tuple[float, ...] = (1.5, 7.0)
-    descriptor_std: tp.Tuple[float, ...] = (0.4, 0.6)
+    descriptor_mean: tp.Tuple[float, ...] = (1.5, 8.25)
+    descriptor_std: tp.Tuple[float, ...] = (0.4, 0.5)
     local_fps: float = 2.0
     num_global_frames: int = 32
 
