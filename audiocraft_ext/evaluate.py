@@ -188,7 +188,8 @@ def format_table(results: dict) -> str:
             lines.append(f"{section}:")
             lines += [f"  {k:<24} {v:.4f}" if isinstance(v, float) else f"  {k:<24} {v}" for k, v in values.items()
                       if not isinstance(v, (dict, list))]
-            lines += [f"  {k}: " + ", ".join(f"{kk} {vv:.3f}" for kk, vv in v.items())
+            lines += [f"  {k}: " + ", ".join(f"{kk} {vv:.3f}" if isinstance(vv, float) else f"{kk} {vv}"
+                                             for kk, vv in v.items())
                       for k, v in values.items() if isinstance(v, dict)]
         else:
             lines.append(f"{section:<26} {values:.4f}")

@@ -19,7 +19,7 @@ from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAM
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.attributes import music_attributes
 from audiocraft_ext.synth.corpus import write_corpus
-from audiocraft_ext.synth.evaluate import evaluate, predicted_descriptors
+from audiocraft_ext.synth.evaluate import effective_sampling, evaluate, predicted_descriptors
 
 from conftest import build_tiny_lm, tiny_codec_cfg
 
@@ -286,7 +286,8 @@ def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tin
     export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
     export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
     model = VidMuse.get_pretrained(tmp_path, device="cpu")
-    assert model.lm.cfg_coef_beta == 0.5  # the model's default, from its config
+    assert model.lm.cfg_coef_beta == 0.5  # the model's default, from its config, recorded as used by evaluations
+    assert model.generation_params["cfg_coef_beta"] is None and effective_sampling(model)["cfg_coef_beta"] == 0.5
     frames = model.load_video(pairs / "pair0.mp4", duration=1.0)
     descriptors = model.predict_music_descriptors([frames])
     default = model.generate([frames], seed=0)[0]

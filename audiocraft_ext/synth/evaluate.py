@@ -124,6 +124,15 @@ def predicted_descriptors(model: VidMuse, frames: VideoFrames) -> tp.Optional[tp
     return model.lm.video_encoder.normalize_descriptors(descriptors)[0].tolist()
 
 
+def effective_sampling(model: VidMuse) -> tp.Dict[str, tp.Any]:
+    """The model's sampling parameters (`VidMuse.set_generation_params`), its own double guidance filled in where
+    none was set."""
+    params = dict(model.generation_params)
+    if params["cfg_coef_beta"] is None:
+        params["cfg_coef_beta"] = model.lm.cfg_coef_beta
+    return params
+
+
 def own_first(rows: tp.List[dict], key: str) -> float:
     """The share of `rows` whose own music (first of `row[key]`) scores above all its variants."""
     return sum(r[key][0] > max(r[key][1:]) for r in rows) / len(rows)
@@ -159,7 +168,7 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
                "generated": correlations(rows, "generated"),
                "hue_chord": {"own_chords_first": own_first(rows, "chord_scores"), "chance": 1 / len(PROGRESSION)},
                "speed_tempo": {"own_tempo_first": own_first(rows, "speed_scores"), "chance": 0.5},
-               "codec": codec_figures, "sampling": dict(model.generation_params),
+               "codec": codec_figures, "sampling": effective_sampling(model),
                "descriptors": "reference" if reference_descriptors else "predicted"}
     if null_ablation:
         summary["null_video"] = correlations(rows, "null")
