@@ -146,7 +146,7 @@ class MusicDemo:
 
         self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
                                          temperature=settings.temperature, cfg_coef=settings.cfg_coef,
-                                         extend_stride=self.model.extend_stride)
+                                         cfg_coef_beta=settings.cfg_coef_beta, extend_stride=self.model.extend_stride)
         self.model.set_custom_progress_callback(on_step)
         try:
             texts = [settings.description] if settings.description else None
