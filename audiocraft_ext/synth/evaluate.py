@@ -234,9 +234,10 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
-        if args.cfg_coef is not None or args.cfg_coef_beta is not None:
-            model.set_generation_params(cfg_coef=3.0 if args.cfg_coef is None else args.cfg_coef,
-                                        cfg_coef_beta=args.cfg_coef_beta)
+        guidance = {name: value for name, value in (("cfg_coef", args.cfg_coef), ("cfg_coef_beta", args.cfg_coef_beta))
+                    if value is not None}
+        if guidance:  # the other parameters keep the model's default sampling
+            model.set_generation_params(**guidance)
         reference = args.descriptors == "reference"
         if reference and not model.lm.visual_config.music_descriptors:
             parser.error(NO_DESCRIPTORS)
