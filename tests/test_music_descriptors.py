@@ -16,6 +16,7 @@ from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
                                                      PER_FRAME_NAMES, frame_statistics)
+from torch.nn import functional as F
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.attributes import music_attributes
 from audiocraft_ext.synth.corpus import write_corpus
@@ -124,11 +125,33 @@ def test_frame_statistics_follow_brightness_and_flicker_and_ignore_padding_frame
     assert stats.shape == (2, FRAME_STATISTICS)
     for index, name in enumerate(PER_FRAME_NAMES):  # the same colours, brighter: all but the saturation grow
         assert (stats[1, index] - stats[0, index] > 0.01) == (name != "saturation"), name
-    assert float(stats[0, -1]) < 1e-6  # the same picture four times: no change
+    change = FRAME_STATISTIC_NAMES.index("luma_change")
+    assert float(stats[0, change]) < 1e-6 and float(stats[0, -1]) == 0  # the same picture four times: no change
     flicker = torch.cat([dim[:, :, :2], bright[:, :, :2]], dim=2)
-    assert float(frame_statistics(flicker)[0, -1]) > 0.05
+    assert float(frame_statistics(flicker)[0, change]) > 0.05
     padded = torch.cat([bright[:, :, :2], torch.zeros_like(bright[:, :, :3])], dim=2)
     assert torch.allclose(frame_statistics(padded, torch.tensor([2])), frame_statistics(bright[:, :, :2]), atol=1e-5)
+
+
+def test_motion_measures_how_far_the_picture_moves_whatever_its_contrast():
+    g = torch.Generator().manual_seed(5)
+    blobs = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(224, 224), mode="bicubic").clamp(0, 1)
+
+    def panned(picture: torch.Tensor, step: int) -> torch.Tensor:  # 6 frames, `step` pixels to the right each
+        frames = torch.stack([picture.roll(step * t, dims=-1) for t in range(6)], dim=2)
+        return (frames * 255).to(torch.uint8)
+    motion = FRAME_STATISTIC_NAMES.index("motion")
+    sharp = [float(frame_statistics(panned(blobs, step))[0, motion]) for step in (0, 7, 14, 21)]
+    assert sharp[0] == 0
+    for step, measured in zip((7, 14, 21), sharp[1:]):
+        assert measured == pytest.approx(step / 224, rel=0.25), (step, sharp)
+    # the same motion in a dim, flat version of the picture (a look of another contrast) reads the same
+    dim = [float(frame_statistics(panned(0.2 + 0.3 * blobs, step))[0, motion]) for step in (7, 14, 21)]
+    assert dim == pytest.approx(sharp[1:], rel=0.15)
+    # a cut between two frames (another picture) does not count: the median over the frame pairs
+    cut = panned(blobs, 14)
+    cut[:, :, 3:] = panned(blobs.flip(-2), 14)[:, :, :3]
+    assert float(frame_statistics(cut)[0, motion]) == pytest.approx(sharp[2], rel=0.15)
 
 
 def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_cfg):
@@ -140,13 +163,13 @@ def test_the_fitted_head_reads_the_descriptors_back_on_their_own_spread(tiny_lm_
     g = torch.Generator().manual_seed(1)
     width = encoder.descriptor_head[-1].in_features
     statistics = 3 + 2 * torch.randn(400, width, generator=g)
-    signal = (statistics[:, [-1, 0]] - 3) / 2  # [N, 2] unit scale: onsets from a pixel statistic, register a token's
+    signal = (statistics[:, [-1, 0]] - 3) / 2  # [N, 2] unit scale: onsets from the motion, register from a token's
     unit = 0.9 * signal + 0.3 * torch.randn(400, 2, generator=g)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     fit = encoder.fit_descriptor_head(statistics[:300], mean + std * unit[:300])
     assert encoder.descriptor_head_fitted and fit.clips == 300
     assert all(c > 0.8 for c in fit.correlation) and all(f >= 1 for f in fit.spread_factor)
-    assert fit.inputs == ["pixels", "tokens"], fit  # the fewest inputs that read each one as well as all do
+    assert fit.inputs == ["motion", "tokens"], fit  # the fewest inputs that read each one as well as all do
     lm.train()  # a fitted head keeps its fitting statistics in training
     predicted = encoder.descriptor_head(statistics[300:])
     for c in range(2):
@@ -183,7 +206,8 @@ def test_folds_that_hold_out_a_domain_choose_the_read_out_that_carries_to_a_new_
     encoder = build_tiny_lm(cfg).video_encoder
     width = encoder.descriptor_head[-1].in_features
     # a token statistic shifts with the domain, the luma's change (a pixel statistic) does not
-    statistics, signal, domains = shifted_and_steady_readings(width, 2, slice(0, width - FRAME_STATISTICS), 0, -1)
+    change = width - FRAME_STATISTICS + FRAME_STATISTIC_NAMES.index("luma_change")
+    statistics, signal, domains = shifted_and_steady_readings(width, 2, slice(0, width - FRAME_STATISTICS), 0, change)
     mean, std = torch.tensor(cfg.video.visual.descriptor_mean), torch.tensor(cfg.video.visual.descriptor_std)
     descriptors = mean + std * torch.stack([signal, signal], dim=1)
     within = encoder.fit_descriptor_head(statistics, descriptors)

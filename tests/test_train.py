@@ -324,6 +324,27 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
         metrics = tuned[0][stage]
         assert 0 < metrics["ce"] - np.mean([metrics[f"ce_q{k}"] for k in range(1, 5)]) < 7, stage
 
+    # a model whose read-out read other statistics (a head of another width: one statistic fewer) gets its read-out
+    # fitted anew, and nothing else changed, by a run that trains nothing (optim.epochs=0)
+    older = tmp_path / "older_readout"
+    older.mkdir()
+    package = torch.load(out / LM_FILENAME, weights_only=False)
+    head = {key: value for key, value in package["best_state"].items() if ".descriptor_head." in key}
+    width = head["video_encoder.descriptor_head.0.running_mean"].shape[0]
+    package["best_state"].update({key: value[..., :-1] for key, value in head.items()
+                                  if value.dim() and value.shape[-1] == width})
+    torch.save(package, older / LM_FILENAME)
+    log = tmp_path / "refit.log"
+    refit = ["solver=vidmuse/debug", *data, "optim.epochs=0", f"continue_from=//pretrained/{os.path.relpath(older, ROOT)}",
+             "video.visual.music_descriptors=true"]
+    assert train_sh(refit, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert "descriptor head fitted on" in log.read_text()
+    refit_folder = next(p.parent for p in dora.glob("xps/*/checkpoint.th")
+                        if p.parent not in (checkpoint.parent, tuned_folder))
+    refitted = torch.load(refit_folder / "checkpoint.th", weights_only=True)["best_state"]["model"]
+    for key, value in best.items():  # the same clips give the same read-out; the LM is the exported one
+        assert torch.allclose(refitted[key], value, atol=1e-5) if key in head else torch.equal(refitted[key], value), key
+
 
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

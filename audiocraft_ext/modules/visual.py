@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .frame_statistics import FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS, frame_statistics
+from .frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS, MOTION_STATISTICS,
+                               frame_statistics)
 from .music_descriptors import DESCRIPTORS
 
 # CLIP's image normalisation (openai/clip-vit-base-patch32 preprocessor_config.json).
@@ -27,8 +28,8 @@ DESCRIPTOR_LIMIT = 3.0
 # The read-out's candidate inputs, fewest features first: the fit takes the first whose cross-validated error is
 # within one standard error of the best (a read-out of a few pixel statistics generalises to unseen looks where one
 # of thousands of token statistics would follow the training looks). "highlights": `HIGHLIGHT_STATISTICS`;
-# "pixels": all the `frame_statistics`; "tokens": the `token_statistics`; "both": all.
-DESCRIPTOR_INPUTS = ("highlights", "pixels", "tokens", "both")
+# "motion": `MOTION_STATISTICS`; "pixels": all the `frame_statistics`; "tokens": the `token_statistics`; "both": all.
+DESCRIPTOR_INPUTS = ("highlights", "motion", "pixels", "tokens", "both")
 # ViT-B/32 as loaded by the release from `openai/clip-vit-base-patch32`.
 CLIP_VIT_B32 = dict(hidden_size=768, intermediate_size=3072, projection_dim=512, num_hidden_layers=12,
                     num_attention_heads=12, num_channels=3, image_size=224, patch_size=32,
@@ -487,10 +488,14 @@ class VideoEncoder(nn.Module):
         y = self.normalize_descriptors(descriptors).double()
         fit = DescriptorFit(clips=len(x), folds=folds, inputs=[], ridge=[], correlation=[], spread_factor=[])
         pixels = torch.arange(x.shape[1]) >= x.shape[1] - FRAME_STATISTICS
-        highlights = torch.zeros_like(pixels)
         first_pixel = x.shape[1] - FRAME_STATISTICS
-        highlights[[first_pixel + FRAME_STATISTIC_NAMES.index(name) for name in HIGHLIGHT_STATISTICS]] = True
-        columns = {"highlights": highlights, "pixels": pixels, "tokens": ~pixels, "both": torch.ones_like(pixels)}
+
+        def named(names: tp.Sequence[str]) -> torch.Tensor:
+            chosen = torch.zeros_like(pixels)
+            chosen[[first_pixel + FRAME_STATISTIC_NAMES.index(name) for name in names]] = True
+            return chosen
+        columns = {"highlights": named(HIGHLIGHT_STATISTICS), "motion": named(MOTION_STATISTICS), "pixels": pixels,
+                   "tokens": ~pixels, "both": torch.ones_like(pixels)}
         weight, bias = torch.zeros(y.shape[1], x.shape[1], dtype=torch.float64), y.mean(0)
         for c in range(y.shape[1]):
             allowed = candidate_inputs.get(DESCRIPTORS[c], DESCRIPTOR_INPUTS)

@@ -28,7 +28,10 @@ What changes from MusicGen's solver:
   guide; the loss stays on the clean codes.
 - the valid and evaluate stages also report `video_gain`, how much the LM reads the video (nats per token of
   its music given its own video, and text if any, over the null condition).
-- the EMA keeps the frozen CLIP tower and the fitted descriptor head exact (`solvers.ema.FrozenPartsEMA`).
+- the EMA keeps the frozen CLIP tower and the fitted descriptor head exact (`solvers.ema.FrozenPartsEMA`);
+- a run with `optim.epochs=0` trains nothing: it restores (with `continue_from`, fitting the descriptor head
+  anew where it needs a fit) and saves its checkpoint, e.g. to refit a trained model's read-out after a change
+  of what it reads, without training the LM again.
 Everything else (optimisation, EMA otherwise, autocast, checkpoints and resume, logging) is AudioCraft's.
 """
 
@@ -248,6 +251,16 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
             self.dataloaders[split] = flashy.distrib.loader(
                 dataset, batch_size=batch_size, num_workers=num_workers, shuffle=split == "train",
                 collate_fn=dataset.collater, drop_last=split == "train")
+
+    def run(self) -> None:
+        """AudioCraft's training loop; with `optim.epochs=0`, only `restore` and a checkpoint of the result (the
+        best state updated to it)."""
+        if int(self.cfg.optim.epochs) > 0:
+            return super().run()
+        self.restore(replay_metrics=True)
+        for name in self.best_state.states:
+            self.best_state.update(name, self._get_state_source(name))
+        self.save_checkpoints()
 
     def restore(self, *args, **kwargs) -> bool:
         """AudioCraft's restore, then the feature cache (which needs the final CLIP weights) if configured, then
@@ -548,7 +561,8 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
     def load_from_pretrained(self, name: str) -> dict:
         """`continue_from=//pretrained/NAME`: a VidMuse checkpoint (exported folder or file, a training XP's
         checkpoint.th, or a hub id), else an AudioCraft MusicGen checkpoint. Only the weights the source has are
-        loaded; the rest keep their initialisation."""
+        loaded, and of those only the ones of the same shape; the rest keep their initialisation (a descriptor head
+        that reads other statistics is then fitted anew: `restore`)."""
         try:
             state = best_model_state(load_package(find_lm_file(name)))  # exported, or this solver's checkpoint.th
         except ModelFilesMissing:
@@ -556,11 +570,13 @@ class VidMuseSolver(SafeCheckpointMixin, MusicGenSolver):
         if is_official_state_dict(state):
             state = map_official_state_dict(state)
         ours = self.model.state_dict()
-        kept = {k: v for k, v in state.items() if k in ours}
+        kept = {k: v for k, v in state.items() if k in ours and v.shape == ours[k].shape}
+        if any(k.startswith("video_encoder.descriptor_head.") and k not in kept for k in ours):
+            kept.pop("video_encoder.descriptor_fit_clips", None)  # the head is not loaded whole: not fitted
         dropped = sorted(set(state) - set(kept))
         if dropped:
-            self.logger.info("continue_from %s: %d tensors without a counterpart ignored (e.g. %s)", name,
-                             len(dropped), dropped[0])
+            self.logger.info("continue_from %s: %d tensors without a counterpart of their shape ignored (e.g. %s)",
+                             name, len(dropped), dropped[0])
         missing = sorted(set(ours) - set(kept))
         if missing:
             self.logger.info("continue_from %s: %d tensors keep their initialisation (e.g. %s)", name, len(missing),
