@@ -68,22 +68,22 @@ def block_motion(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     sharp one gives the same value."""
     side, radius = before.shape[-1], MOTION_RADIUS
     before, after = before[:, None], after[:, None]
+
+    def block_cost(shifted: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d((after - shifted).abs(), MOTION_BLOCK, 1, MOTION_BLOCK // 2, count_include_pad=False)
+    still = block_cost(before)
+    best, distance = still, torch.zeros_like(after)
     padded = F.pad(before, (radius,) * 4, mode="replicate")
-    best = torch.full_like(after, float("inf"))
-    distance = torch.zeros_like(after)
-    still = None
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            shifted = padded[..., radius + dy:radius + dy + side, radius + dx:radius + dx + side]
-            length = (dx * dx + dy * dy) ** 0.5
-            cost = F.avg_pool2d((after - shifted).abs(), MOTION_BLOCK, 1, MOTION_BLOCK // 2, count_include_pad=False)
-            cost = cost + 1e-4 * length  # of equal matches, the shortest shift
             if dx == dy == 0:
-                still = cost
+                continue
+            length = (dx * dx + dy * dy) ** 0.5
+            shifted = padded[..., radius + dy:radius + dy + side, radius + dx:radius + dx + side]
+            cost = block_cost(shifted) + 1e-4 * length  # of equal matches, the shortest shift
             better = cost < best
             best = torch.where(better, cost, best)
             distance = torch.where(better, torch.full_like(distance, length), distance)
-    assert still is not None
     moving = (still - best > MOTION_MARGIN).float()
     return (distance * moving).sum((1, 2, 3)) / moving.sum((1, 2, 3)).clamp(min=1) / side
 
