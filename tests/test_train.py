@@ -335,15 +335,16 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
                                   if value.dim() and value.shape[-1] == width})
     torch.save(package, older / LM_FILENAME)
     log = tmp_path / "refit.log"
-    refit = ["solver=vidmuse/debug", *data, "optim.epochs=0", f"continue_from=//pretrained/{os.path.relpath(older, ROOT)}",
-             "video.visual.music_descriptors=true"]
+    refit = ["solver=vidmuse/debug", *data, "optim.epochs=0", "video.visual.music_descriptors=true",
+             f"continue_from=//pretrained/{os.path.relpath(older, ROOT)}"]
     assert train_sh(refit, dora, log).wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "descriptor head fitted on" in log.read_text()
     refit_folder = next(p.parent for p in dora.glob("xps/*/checkpoint.th")
                         if p.parent not in (checkpoint.parent, tuned_folder))
     refitted = torch.load(refit_folder / "checkpoint.th", weights_only=True)["best_state"]["model"]
     for key, value in best.items():  # the same clips give the same read-out; the LM is the exported one
-        assert torch.allclose(refitted[key], value, atol=1e-5) if key in head else torch.equal(refitted[key], value), key
+        same = torch.allclose(refitted[key], value, atol=1e-5) if key in head else torch.equal(refitted[key], value)
+        assert same, key
 
 
 def test_checkpoint_references_resolve_from_the_launch_folder(tmp_path, monkeypatch):
