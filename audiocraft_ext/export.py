@@ -38,6 +38,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--cfg_coef_beta", type=float, default=None,
                         help="for a model with music descriptors: its default double guidance (the picture guided "
                              "beyond the descriptors by cfg_coef x this; default: the run's config)")
+    parser.add_argument("--rerank_candidates", type=int, default=None,
+                        help="for a model with music descriptors: its default draws per video, the one nearest the "
+                             "descriptors read from the video kept (default: the run's config, else 1)")
     parser.add_argument("--check", action="store_true", help="load the exported folder to check it")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
@@ -47,7 +50,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         return 2
     try:
         out = export_xp_checkpoint(checkpoint, args.out, args.compression, getattr(torch, args.lm_dtype),
-                                   args.cfg_coef_beta)
+                                   args.cfg_coef_beta, args.rerank_candidates)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -47,6 +47,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cfg_coef_beta", type=float, default=None,
                         help="double guidance for a model with music descriptors: what the picture adds to the "
                              "descriptors is guided by cfg_coef x this (1: plain guidance; default: the model's)")
+    parser.add_argument("--rerank_candidates", type=int, default=None,
+                        help="for a model with music descriptors: draws per input, the one whose tempo and register "
+                             "are nearest those read from the video kept (time grows with it; default: the model's)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")
@@ -81,7 +84,8 @@ def get_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     """The generation settings of the flags; `ValueError` (one line) for a bad value or a bad worker split."""
     settings = GenerationSettings(top_k=args.topk, top_p=args.topp, temperature=args.temperature,
-                                  cfg_coef=args.cfg_coef, cfg_coef_beta=args.cfg_coef_beta, seed=args.seed,
+                                  cfg_coef=args.cfg_coef, cfg_coef_beta=args.cfg_coef_beta,
+                                  rerank_candidates=args.rerank_candidates, seed=args.seed,
                                   max_duration=args.max_duration,
                                   image_duration=args.image_duration, original_audio=args.original_audio,
                                   original_volume=args.original_volume, resize_mode=args.resize_mode,
@@ -103,7 +107,7 @@ def generate_share(args: argparse.Namespace, settings: GenerationSettings, input
                    num_shards: int, shard_index: int, device: str, progress: bool) -> RunSummary:
     """Load the model on `device` and make music for shard `shard_index` of `num_shards` of `inputs`.
     A model that cannot be loaded ends the process with one line, status 2 (`models.cli.load_model`); one that
-    cannot take the description raises `CannotStart`."""
+    cannot take the description or the reranking raises `CannotStart`."""
     if not shard(inputs, num_shards, shard_index):
         logger.info("shard %d of %d: no inputs (%d in all)", shard_index, num_shards, len(inputs))
         return RunSummary()
@@ -111,6 +115,8 @@ def generate_share(args: argparse.Namespace, settings: GenerationSettings, input
     model = loaded.model
     if settings.description and not model.lm.has_text_conditioner:
         raise CannotStart("--description: this model has no text conditioner")
+    if (settings.rerank_candidates or 1) > 1 and not model.lm.visual_config.music_descriptors:
+        raise CannotStart("--rerank_candidates: this model was built without music descriptors to rerank by")
     share = f"shard {shard_index} of {num_shards} of " if num_shards > 1 else ""
     logger.info("model %s on %s; %s%d input(s) from %s", args.model_path, model.device, share, len(inputs),
                 args.video_dir)

@@ -39,6 +39,8 @@ class GenerationSettings:
     Attributes:
         top_k, top_p, temperature, cfg_coef, cfg_coef_beta: sampling (see `VidMuse.set_generation_params`;
             cfg_coef_beta None: the model's own).
+        rerank_candidates: draws per input for a model with music descriptors, the one nearest the descriptors
+            read from the video kept (`VidMuse.set_generation_params`; None: the model's own).
         seed: seed of every input's sampling; None draws one per run (recorded in the sidecars).
         max_duration: music for at most this many seconds of each video (the mp4 is cut to it); None: all.
         image_duration: seconds of music for an image.
@@ -54,6 +56,7 @@ class GenerationSettings:
     temperature: float = 1.0
     cfg_coef: float = 3.0
     cfg_coef_beta: tp.Optional[float] = None
+    rerank_candidates: tp.Optional[int] = None
     seed: tp.Optional[int] = None
     max_duration: tp.Optional[float] = None
     image_duration: float = 10.0
@@ -74,6 +77,8 @@ class GenerationSettings:
         if self.image_duration <= 0:
             raise ValueError("image_duration must be positive")
         check_max_tempo_change(self.max_tempo_change)
+        if self.rerank_candidates is not None and self.rerank_candidates < 1:
+            raise ValueError("rerank_candidates must be >= 1")
 
 
 @dataclass
@@ -165,7 +170,8 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
         "sample_rate": model.sample_rate, "outputs": {"wav": paths.wav.name, "mp4": paths.mp4.name},
         "model": model.name, "model_sha256": model_checksum, "seed": seed,
         "weights": {"format": model.lm.weight_format, "device": str(model.device)},  # int8 changes the codes
-        "parameters": {k: v for k, v in asdict(settings).items() if k != "seed"},
+        "parameters": {**{k: v for k, v in asdict(settings).items() if k != "seed"},
+                       "rerank_candidates": model.rerank_candidates},  # the model's own when not set
         "cut_sync": cut_sync,
         "audiocraft_ext": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
@@ -186,6 +192,7 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     output_dir.mkdir(parents=True, exist_ok=True)
     model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
                                 cfg_coef=settings.cfg_coef, cfg_coef_beta=settings.cfg_coef_beta,
+                                rerank_candidates=settings.rerank_candidates,
                                 extend_stride=model.extend_stride)
     seed = settings.seed if settings.seed is not None else draw_seed()
     paths = output_paths(inputs, output_dir)

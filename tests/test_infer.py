@@ -128,6 +128,7 @@ def test_sidecar_records_model_parameters_and_seed(first_run, tiny_checkpoint):
     _, output = first_run
     sidecar = json.loads((output / "plain.json").read_text())
     assert sidecar["seed"] == 0 and sidecar["parameters"]["top_k"] == 250
+    assert sidecar["parameters"]["rerank_candidates"] == 1  # the model's own: one draw
     assert sidecar["model"] == str(tiny_checkpoint) and len(sidecar["model_sha256"]) == 64
     assert sidecar["weights"] == {"format": "float32", "device": "cpu"}
     assert sidecar["duration"] == pytest.approx(1.32)

@@ -1,7 +1,9 @@
 """Music descriptors (onset rate, register), their prediction from the video and the conditioning on them."""
 
 import dataclasses
+import json
 import math
+import shutil
 import typing as tp
 
 from audiocraft.data.audio import audio_read
@@ -10,9 +12,10 @@ from omegaconf import OmegaConf
 import pytest
 import torch
 
+from audiocraft_ext.infer import main as infer_main
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
-from audiocraft_ext.models.vidmuse import VidMuse
+from audiocraft_ext.models.vidmuse import VidMuse, candidate_seed
 from audiocraft_ext.modules.music_descriptors import music_descriptors, register
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
                                                      PER_FRAME_NAMES, frame_statistics)
@@ -343,3 +346,48 @@ def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tin
         without.set_generation_params(cfg_coef_beta=0.5)
     with pytest.raises(ValueError, match="needs a model built with music descriptors"):
         without.lm.generate(video=video, max_gen_len=4, cfg_coef_beta=0.5)
+
+
+def test_reranking_keeps_the_draw_whose_descriptors_are_nearest(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint,
+                                                                 pairs):
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    OmegaConf.update(cfg, "music_descriptors.rerank_candidates", 3, force_add=True)
+    lm = build_tiny_lm(cfg)
+    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
+    folder = tmp_path / "model"
+    export_lm_model(lm, cfg, folder / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
+    model = VidMuse.get_pretrained(folder, device="cpu")
+    assert model.rerank_candidates == 3 and effective_sampling(model)["rerank_candidates"] == 3  # the model's own
+    videos = [model.load_video(pairs / f"pair{i}.mp4", duration=1.0) for i in (0, 1)]
+    wanted = torch.tensor([[math.log1p(4.0), 8.5], [math.log1p(1.5), 7.0]])
+    kept_audio, kept_tokens = model.generate(videos, seed=[5, 6], music_descriptors=wanted, return_tokens=True)
+    model.set_generation_params(rerank_candidates=1)
+    spread = torch.tensor(cfg.video.visual.descriptor_std)
+    for video, seed, target, audio, tokens in zip(videos, (5, 6), wanted, kept_audio, kept_tokens):
+        draws, codes = model.generate([video] * 3, seed=[candidate_seed(seed, k) for k in range(3)],
+                                      music_descriptors=target.expand(3, -1), return_tokens=True)
+        assert torch.equal(codes[0], model.generate([video], seed=seed, music_descriptors=target[None],
+                                                    return_tokens=True)[1][0])  # draw 0 is the plain draw
+        assert not torch.equal(codes[0], codes[1]) and not torch.equal(codes[1], codes[2])
+        distance = ((music_descriptors(torch.stack(draws), SR) - target) / spread).pow(2).sum(1)
+        nearest = int(distance.argmin())
+        assert torch.equal(tokens, codes[nearest])
+        torch.testing.assert_close(audio, draws[nearest])
+    with pytest.raises(ValueError, match=">= 1"):
+        model.set_generation_params(rerank_candidates=0)
+    without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
+    assert without.rerank_candidates == 1
+    with pytest.raises(ValueError, match="needs a model built with music descriptors"):
+        without.set_generation_params(rerank_candidates=2)
+    # shell inference: the model's own count, recorded; a model without descriptors refuses a count before any output
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(pairs / "pair0.mp4", inputs)
+    args = ["--video_dir", str(inputs), "--max_duration", "1", "--seed", "5", "--quiet"]
+    assert infer_main(["--model_path", str(folder), "--output_dir", str(tmp_path / "a"), *args]) == 0
+    assert json.loads((tmp_path / "a" / "pair0.json").read_text())["parameters"]["rerank_candidates"] == 3
+    assert infer_main(["--model_path", str(tiny_checkpoint), "--output_dir", str(tmp_path / "b"), *args,
+                       "--rerank_candidates", "2"]) == 2
+    assert not list((tmp_path / "b").glob("*"))

@@ -286,11 +286,11 @@ def test_train_resume_export_with_train_sh(manifest, tmp_path):
         assert torch.equal(value, best[key]), key
     audio = model.generate([load_video_audio_meta(manifest)[0].video_path], seed=0)
     assert audio[0].shape == (1, 5 * 32000)
-    assert model.lm.cfg_coef_beta == 0.5  # the run's double guidance is the export's default
-    # stored in float16 but for the video encoder: a smaller file, loaded back in float32; another default guidance
-    half = _export(["--sig", checkpoint.parent.name, "--lm_dtype", "float16", "--cfg_coef_beta", "1"],
-                   tmp_path / "half", dora_dir=dora)
-    assert half.lm.cfg_coef_beta == 1.0
+    assert model.lm.cfg_coef_beta == 0.5 and model.rerank_candidates == 1  # the run's defaults are the export's
+    # stored in float16 but for the video encoder: a smaller file, loaded back in float32; other default sampling
+    half = _export(["--sig", checkpoint.parent.name, "--lm_dtype", "float16", "--cfg_coef_beta", "1",
+                    "--rerank_candidates", "2"], tmp_path / "half", dora_dir=dora)
+    assert half.lm.cfg_coef_beta == 1.0 and half.rerank_candidates == 2
     halved = sum(v.numel() * 2 for k, v in best.items()
                  if v.is_floating_point() and not k.startswith(VIDEO_ENCODER_PREFIX))
     assert (tmp_path / "half" / LM_FILENAME).stat().st_size < (out / LM_FILENAME).stat().st_size - 0.9 * halved

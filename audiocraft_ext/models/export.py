@@ -81,7 +81,8 @@ def export_codec_checkpoint(checkpoint: tp.Union[str, Path], out_file: tp.Union[
 
 def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str, Path],
                          compression: tp.Optional[str] = None, lm_dtype: torch.dtype = torch.float32,
-                         cfg_coef_beta: tp.Optional[float] = None) -> Path:
+                         cfg_coef_beta: tp.Optional[float] = None,
+                         rerank_candidates: tp.Optional[int] = None) -> Path:
     """Export a training checkpoint (`checkpoint.th` of a Dora XP) into a folder `VidMuse.get_pretrained` loads.
 
     The LM weights are the checkpoint's best state (evaluated with EMA when EMA is on), not the live weights the
@@ -90,7 +91,8 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     training checkpoint) is saved with its weights, and a codec built from the config too. `lm_dtype` is the
     storage format of the LM's weights outside its video encoder (`lm_state_in`). `cfg_coef_beta`, for a model
     built with music descriptors, is written into its config as its default double guidance
-    (`classifier_free_guidance.inference_coef_beta`; default: the run's).
+    (`classifier_free_guidance.inference_coef_beta`; default: the run's); `rerank_candidates` likewise its default
+    draws per video (`music_descriptors.rerank_candidates`, see `VidMuse.set_generation_params`).
     """
     out_dir = Path(out_dir)
     pkg = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -105,6 +107,11 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
     if cfg_coef_beta is not None:
         check_cfg_coef_beta(cfg_coef_beta, visual)
         OmegaConf.update(lm_cfg, "classifier_free_guidance.inference_coef_beta", cfg_coef_beta, force_add=True)
+    if rerank_candidates is not None:
+        if rerank_candidates < 1 or (rerank_candidates > 1 and not visual.music_descriptors):
+            raise ValueError(f"rerank_candidates {rerank_candidates}: at least 1, and more only for a model built "
+                             "with music descriptors")
+        OmegaConf.update(lm_cfg, "music_descriptors.rerank_candidates", rerank_candidates, force_add=True)
     atomic_torch_save(_package(lm_state_in(best_model_state(pkg), lm_dtype), lm_cfg), out_dir / LM_FILENAME)
 
     source = compression if compression is not None else cfg.get("compression_model_checkpoint")

@@ -15,6 +15,7 @@ import typing as tp
 from audiocraft.models.encodec import CompressionModel
 from audiocraft.models.genmodel import BaseGenModel
 from audiocraft.utils.autocast import TorchAutocast
+import numpy as np
 from omegaconf import OmegaConf
 import torch
 from tqdm import tqdm
@@ -24,7 +25,7 @@ from ..media.cuts import detect_cuts
 from ..media.extensions import is_image
 from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_frames, read_image,
                            still_video_frames)
-from ..modules.music_descriptors import DESCRIPTORS
+from ..modules.music_descriptors import DESCRIPTORS, music_descriptors as measure_descriptors
 from ..utils.devices import auto_device
 from .lm import VideoBatch, VidMuseLM, check_cfg_coef_beta, pad_frames
 from .loaders import INT8, load_compression_model, load_lm_model
@@ -40,6 +41,14 @@ def draw_seed() -> int:
     """A fresh random sampling seed (from the OS's entropy, not torch's RNG, which starts the same in every process:
     two runs draw different seeds; record the seed to repeat a run)."""
     return secrets.randbelow(SEED_BOUND)
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """The sampling seed of draw `candidate` of an item seeded `seed` when several are reranked: `seed` itself for
+    draw 0 (so one draw is the plain generation), else one derived from both (NumPy's `SeedSequence`)."""
+    if candidate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0] % 2 ** 63)
 
 
 @dataclass
@@ -127,7 +136,8 @@ class VidMuse(BaseGenModel):
 
     def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
                               temperature: float = 1.0, cfg_coef: float = 3.0,
-                              cfg_coef_beta: tp.Optional[float] = None, extend_stride: tp.Optional[float] = None):
+                              cfg_coef_beta: tp.Optional[float] = None, extend_stride: tp.Optional[float] = None,
+                              rerank_candidates: tp.Optional[int] = None):
         """Sampling parameters (defaults: the release's).
 
         Args:
@@ -142,7 +152,18 @@ class VidMuse(BaseGenModel):
             extend_stride: seconds between the starts of consecutive windows for videos longer than
                 `max_duration`; the rest of the window is the audio prompt. Default: a 0.5 s prompt
                 (29.5 s with 30 s windows, as the release).
+            rerank_candidates: for a model built with music descriptors, draws generated per video, of which the
+                one whose own `music_descriptors` (measured on its audio) are nearest those it was conditioned on
+                is kept (1: the plain draw; the time grows with it). Default: the model's own
+                (`music_descriptors.rerank_candidates` of its config, else 1).
         """
+        if rerank_candidates is None:
+            rerank_candidates = int(OmegaConf.select(getattr(self.lm, "cfg", None) or OmegaConf.create(),
+                                                     "music_descriptors.rerank_candidates", default=1))
+        if rerank_candidates < 1:
+            raise ValueError(f"rerank_candidates must be >= 1, got {rerank_candidates}")
+        if rerank_candidates > 1 and not self.lm.visual_config.music_descriptors:
+            raise ValueError("rerank_candidates > 1 needs a model built with music descriptors")
         if extend_stride is None:
             extend_stride = self.max_duration - 0.5
         if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
@@ -155,6 +176,7 @@ class VidMuse(BaseGenModel):
             if abs(extend_stride * rate - round(extend_stride * rate)) > 1e-6:
                 raise ValueError(f"extend_stride {extend_stride} s is not a whole number of {what}s ({rate} Hz)")
         self.extend_stride = extend_stride
+        self.rerank_candidates = rerank_candidates
         self.generation_params = {"use_sampling": use_sampling, "temp": temperature, "top_k": top_k,
                                   "top_p": top_p, "cfg_coef": cfg_coef, "cfg_coef_beta": cfg_coef_beta}
 
@@ -227,11 +249,7 @@ class VidMuse(BaseGenModel):
             raise ValueError(f"{len(texts)} descriptions for {len(items)} videos")
         if not items:
             return ([], []) if return_tokens else []
-        generators = [torch.Generator(device=self.device).manual_seed(s) for s in self._seeds(seed, len(items))]
-        local_fps = self.lm.visual_config.local_fps
-        plans = [plan_windows(math.ceil(item.duration * self.frame_rate - 1e-6), self.frame_rate, local_fps,
-                              self.max_duration, self.extend_stride) for item in items]
-        num_windows = max(len(p) for p in plans)
+        seeds = self._seeds(seed, len(items))
         if music_descriptors is None:
             descriptors = self.predict_music_descriptors(items)  # once per video, not per window
         elif not self.lm.visual_config.music_descriptors:
@@ -241,6 +259,18 @@ class VidMuse(BaseGenModel):
                              f" got {list(music_descriptors.shape)}")
         else:
             descriptors = music_descriptors.float().to(self.device)
+        videos = items
+        candidates = self.rerank_candidates
+        if candidates > 1:  # every video's draws side by side: video i's are items i * candidates ...
+            items = [item for item in videos for _ in range(candidates)]
+            texts = [text for text in texts for _ in range(candidates)]
+            seeds = [candidate_seed(s, k) for s in seeds for k in range(candidates)]
+            descriptors = descriptors.repeat_interleave(candidates, dim=0)
+        generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        local_fps = self.lm.visual_config.local_fps
+        plans = [plan_windows(math.ceil(item.duration * self.frame_rate - 1e-6), self.frame_rate, local_fps,
+                              self.max_duration, self.extend_stride) for item in items]
+        num_windows = max(len(p) for p in plans)
         steps_per_window = [max(p[w].num_tokens - p[w].prompt_tokens for p in plans if w < len(p))
                             for w in range(num_windows)]
         total_steps = sum(steps_per_window)
@@ -282,9 +312,22 @@ class VidMuse(BaseGenModel):
             bar.close()
         tokens = [torch.cat(c, dim=-1) for c in chunks]
         audio = [self._decode(t, item.duration) for t, item in zip(tokens, items)]
+        if candidates > 1:
+            kept = [i * candidates + self.nearest_draw(audio[i * candidates:(i + 1) * candidates],
+                                                       descriptors[i * candidates])
+                    for i in range(len(videos))]
+            audio, tokens = [audio[k] for k in kept], [tokens[k] for k in kept]
         if sync_cuts:
-            audio = [self.beats_to_cuts(wav, item, max_tempo_change)[0] for wav, item in zip(audio, items)]
+            audio = [self.beats_to_cuts(wav, item, max_tempo_change)[0] for wav, item in zip(audio, videos)]
         return (audio, tokens) if return_tokens else audio
+
+    def nearest_draw(self, draws: tp.Sequence[torch.Tensor], descriptors: torch.Tensor) -> int:
+        """Index of the draw (waveforms `[C, N]` of one length) whose `music_descriptors`, measured on its audio,
+        are nearest `descriptors` `[len(DESCRIPTORS)]` in units of the model's descriptor spread
+        (`VisualConfig.descriptor_std`)."""
+        measured = measure_descriptors(torch.stack(draws).to(self.device), self.sample_rate)  # [D, N]
+        spread = torch.tensor(self.lm.visual_config.descriptor_std).to(measured)
+        return int(((measured - descriptors.to(measured)) / spread).pow(2).sum(1).argmin())
 
     def beats_to_cuts(self, music: torch.Tensor, video: VideoFrames,
                   max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE) -> tp.Tuple[torch.Tensor, CutSyncReport]:

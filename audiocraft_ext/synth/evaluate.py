@@ -126,8 +126,8 @@ def predicted_descriptors(model: VidMuse, frames: VideoFrames) -> tp.Optional[tp
 
 def effective_sampling(model: VidMuse) -> tp.Dict[str, tp.Any]:
     """The model's sampling parameters (`VidMuse.set_generation_params`), its own double guidance filled in where
-    none was set."""
-    params = dict(model.generation_params)
+    none was set, and its draws per video (`rerank_candidates`)."""
+    params = dict(model.generation_params, rerank_candidates=model.rerank_candidates)
     if params["cfg_coef_beta"] is None:
         params["cfg_coef_beta"] = model.lm.cfg_coef_beta
     return params
@@ -223,6 +223,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
                         help="classifier-free guidance coefficient (default: the model's default sampling)")
     parser.add_argument("--cfg_coef_beta", type=float, default=None,
                         help="double guidance (VidMuse.set_generation_params; default: the model's own)")
+    parser.add_argument("--rerank_candidates", type=int, default=None,
+                        help="draws per clip, the nearest the predicted descriptors kept (default: the model's own)")
     parser.add_argument("--descriptors", choices=("predicted", "reference"), default="predicted",
                         help="condition generation on the descriptors predicted from each video (as a user gets) "
                              "or on the reference music's own (how closely the LM follows them)")
@@ -234,10 +236,11 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
-        guidance = {name: value for name, value in (("cfg_coef", args.cfg_coef), ("cfg_coef_beta", args.cfg_coef_beta))
+        overrides = {name: value for name, value in (("cfg_coef", args.cfg_coef), ("cfg_coef_beta", args.cfg_coef_beta),
+                                                     ("rerank_candidates", args.rerank_candidates))
                     if value is not None}
-        if guidance:  # the other parameters keep the model's default sampling
-            model.set_generation_params(**guidance)
+        if overrides:  # the other parameters keep the model's default sampling
+            model.set_generation_params(**overrides)
         reference = args.descriptors == "reference"
         if reference and not model.lm.visual_config.music_descriptors:
             parser.error(NO_DESCRIPTORS)
