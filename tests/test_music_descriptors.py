@@ -270,14 +270,22 @@ def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_
     assert torch.allclose(predicted[1], null[0], atol=1e-3)  # batched with another video: float round-off
 
 
-def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint, pairs):
+def descriptor_model(folder, tiny_lm_cfg, tiny_codec, **config: tp.Any) -> VidMuse:
+    """A tiny model built with music descriptors (`config`: dotted config keys set first, e.g. its default sampling),
+    whose LM reads them as a trained one does, exported into `folder` and loaded back."""
     cfg = tiny_lm_cfg.copy()
     cfg.video.visual.music_descriptors = True
+    for key, value in config.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
     lm = build_tiny_lm(cfg)
-    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
-    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
-    export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
-    model = VidMuse.get_pretrained(tmp_path, device="cpu")
+    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)
+    export_lm_model(lm, cfg, folder / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
+    return VidMuse.get_pretrained(folder, device="cpu")
+
+
+def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint, pairs):
+    model = descriptor_model(tmp_path, tiny_lm_cfg, tiny_codec)
     frames = model.load_video(pairs / "pair0.mp4", duration=1.0)
     own = model.generate([frames], seed=0)[0]
     # the descriptors the model predicts, given by hand, are what it conditions on anyway
@@ -305,14 +313,8 @@ def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tin
 
 def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint,
                                                                    pairs):
-    cfg = tiny_lm_cfg.copy()
-    cfg.video.visual.music_descriptors = True
-    OmegaConf.update(cfg, "classifier_free_guidance.inference_coef_beta", 0.5, force_add=True)
-    lm = build_tiny_lm(cfg)
-    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
-    export_lm_model(lm, cfg, tmp_path / LM_FILENAME)
-    export_compression_model(tiny_codec, tiny_codec_cfg(), tmp_path / COMPRESSION_FILENAME)
-    model = VidMuse.get_pretrained(tmp_path, device="cpu")
+    model = descriptor_model(tmp_path, tiny_lm_cfg, tiny_codec,
+                             **{"classifier_free_guidance.inference_coef_beta": 0.5})
     assert model.lm.cfg_coef_beta == 0.5  # the model's default, from its config, recorded as used by evaluations
     assert model.generation_params["cfg_coef_beta"] is None and effective_sampling(model)["cfg_coef_beta"] == 0.5
     frames = model.load_video(pairs / "pair0.mp4", duration=1.0)
@@ -350,21 +352,14 @@ def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tin
 
 def test_reranking_keeps_the_draw_whose_descriptors_are_nearest(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint,
                                                                  pairs):
-    cfg = tiny_lm_cfg.copy()
-    cfg.video.visual.music_descriptors = True
-    OmegaConf.update(cfg, "music_descriptors.rerank_candidates", 3, force_add=True)
-    lm = build_tiny_lm(cfg)
-    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)  # as trained: the LM reads them
     folder = tmp_path / "model"
-    export_lm_model(lm, cfg, folder / LM_FILENAME)
-    export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
-    model = VidMuse.get_pretrained(folder, device="cpu")
+    model = descriptor_model(folder, tiny_lm_cfg, tiny_codec, **{"music_descriptors.rerank_candidates": 3})
     assert model.rerank_candidates == 3 and effective_sampling(model)["rerank_candidates"] == 3  # the model's own
     videos = [model.load_video(pairs / f"pair{i}.mp4", duration=1.0) for i in (0, 1)]
     wanted = torch.tensor([[math.log1p(4.0), 8.5], [math.log1p(1.5), 7.0]])
     kept_audio, kept_tokens = model.generate(videos, seed=[5, 6], music_descriptors=wanted, return_tokens=True)
     model.set_generation_params(rerank_candidates=1)
-    spread = torch.tensor(cfg.video.visual.descriptor_std)
+    spread = torch.tensor(model.lm.visual_config.descriptor_std)
     for video, seed, target, audio, tokens in zip(videos, (5, 6), wanted, kept_audio, kept_tokens):
         draws, codes = model.generate([video] * 3, seed=[candidate_seed(seed, k) for k in range(3)],
                                       music_descriptors=target.expand(3, -1), return_tokens=True)
