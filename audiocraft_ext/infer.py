@@ -27,6 +27,7 @@ from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
 from .media.mux import ORIGINAL_AUDIO_MODES
 from .media.video import RESIZE_MODES
 from .models.cli import add_model_arguments, load_model, setup_logging
+from .models.lm import check_rerank_candidates
 from .models.vidmuse import draw_seed
 from .pipeline import GenerationSettings, RunSummary, run
 from .utils.shards import check_shard, shard
@@ -49,7 +50,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "descriptors is guided by cfg_coef x this (1: plain guidance; default: the model's)")
     parser.add_argument("--rerank_candidates", type=int, default=None,
                         help="for a model with music descriptors: draws per input, the one whose tempo and register "
-                             "are nearest those read from the video kept (time grows with it; default: the model's)")
+                             "are nearest those read from the video kept (time and memory grow with it: the LM's "
+                             "batch is batch_size x this; default: the model's)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")
@@ -115,8 +117,11 @@ def generate_share(args: argparse.Namespace, settings: GenerationSettings, input
     model = loaded.model
     if settings.description and not model.lm.has_text_conditioner:
         raise CannotStart("--description: this model has no text conditioner")
-    if (settings.rerank_candidates or 1) > 1 and not model.lm.visual_config.music_descriptors:
-        raise CannotStart("--rerank_candidates: this model was built without music descriptors to rerank by")
+    if settings.rerank_candidates is not None:
+        try:
+            check_rerank_candidates(settings.rerank_candidates, model.lm.visual_config)
+        except ValueError as error:
+            raise CannotStart(f"--rerank_candidates: {error}") from None
     share = f"shard {shard_index} of {num_shards} of " if num_shards > 1 else ""
     logger.info("model %s on %s; %s%d input(s) from %s", args.model_path, model.device, share, len(inputs),
                 args.video_dir)

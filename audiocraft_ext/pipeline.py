@@ -80,6 +80,12 @@ class GenerationSettings:
         if self.rerank_candidates is not None and self.rerank_candidates < 1:
             raise ValueError("rerank_candidates must be >= 1")
 
+    def configure(self, model: VidMuse):
+        """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept)."""
+        model.set_generation_params(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
+                                    cfg_coef=self.cfg_coef, cfg_coef_beta=self.cfg_coef_beta,
+                                    rerank_candidates=self.rerank_candidates, extend_stride=model.extend_stride)
+
 
 @dataclass
 class OutputPaths:
@@ -190,10 +196,7 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
     Returns the `RunSummary` of the shard's inputs (done, skipped, failed with reasons).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p, temperature=settings.temperature,
-                                cfg_coef=settings.cfg_coef, cfg_coef_beta=settings.cfg_coef_beta,
-                                rerank_candidates=settings.rerank_candidates,
-                                extend_stride=model.extend_stride)
+    settings.configure(model)
     seed = settings.seed if settings.seed is not None else draw_seed()
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()

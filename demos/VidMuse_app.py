@@ -144,9 +144,7 @@ class MusicDemo:
                 raise GenerationInterrupted()
             progress((done, total), desc="Composing", unit="steps")
 
-        self.model.set_generation_params(top_k=settings.top_k, top_p=settings.top_p,
-                                         temperature=settings.temperature, cfg_coef=settings.cfg_coef,
-                                         cfg_coef_beta=settings.cfg_coef_beta, extend_stride=self.model.extend_stride)
+        settings.configure(self.model)  # a model with music descriptors keeps its own draws per video
         self.model.set_custom_progress_callback(on_step)
         try:
             texts = [settings.description] if settings.description else None

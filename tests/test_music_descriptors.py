@@ -350,6 +350,19 @@ def test_double_guidance_weighs_the_picture_beyond_the_descriptors(tmp_path, tin
         without.lm.generate(video=video, max_gen_len=4, cfg_coef_beta=0.5)
 
 
+def test_nearest_draw_weighs_each_descriptor_by_its_spread(tmp_path, tiny_lm_cfg, tiny_codec):
+    model = descriptor_model(tmp_path, tiny_lm_cfg, tiny_codec)
+    slow_low, fast_high = plucks(2.0, 220.0), plucks(6.0, 660.0)
+    measured = music_descriptors(torch.stack([slow_low, fast_high]), SR)
+    target = torch.stack([measured[1, 0], measured[0, 1]])  # the fast draw's onset rate, the slow draw's register
+    config = model.lm.visual_config
+    config.descriptor_std = [0.01, 100.0]  # the onset rate decides
+    assert model.nearest_draw([slow_low, fast_high], target) == 1
+    config.descriptor_std = [100.0, 0.01]  # the register decides
+    assert model.nearest_draw([slow_low, fast_high], target) == 0
+    assert model.nearest_draw([fast_high, slow_low], target) == 1
+
+
 def test_reranking_keeps_the_draw_whose_descriptors_are_nearest(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint,
                                                                  pairs):
     folder = tmp_path / "model"
@@ -359,23 +372,29 @@ def test_reranking_keeps_the_draw_whose_descriptors_are_nearest(tmp_path, tiny_l
     wanted = torch.tensor([[math.log1p(4.0), 8.5], [math.log1p(1.5), 7.0]])
     kept_audio, kept_tokens = model.generate(videos, seed=[5, 6], music_descriptors=wanted, return_tokens=True)
     model.set_generation_params(rerank_candidates=1)
-    spread = torch.tensor(model.lm.visual_config.descriptor_std)
+    kept = []
     for video, seed, target, audio, tokens in zip(videos, (5, 6), wanted, kept_audio, kept_tokens):
         draws, codes = model.generate([video] * 3, seed=[candidate_seed(seed, k) for k in range(3)],
                                       music_descriptors=target.expand(3, -1), return_tokens=True)
         assert torch.equal(codes[0], model.generate([video], seed=seed, music_descriptors=target[None],
                                                     return_tokens=True)[1][0])  # draw 0 is the plain draw
         assert not torch.equal(codes[0], codes[1]) and not torch.equal(codes[1], codes[2])
-        distance = ((music_descriptors(torch.stack(draws), SR) - target) / spread).pow(2).sum(1)
-        nearest = int(distance.argmin())
-        assert torch.equal(tokens, codes[nearest])
-        torch.testing.assert_close(audio, draws[nearest])
+        kept.append(model.nearest_draw(draws, target))
+        assert torch.equal(tokens, codes[kept[-1]])
+        torch.testing.assert_close(audio, draws[kept[-1]])
+    assert kept != [0, 0]  # a plain draw would not pass
     with pytest.raises(ValueError, match=">= 1"):
         model.set_generation_params(rerank_candidates=0)
+    with pytest.raises(ValueError, match="integer"):
+        model.set_generation_params(rerank_candidates=2.0)
     without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
     assert without.rerank_candidates == 1
     with pytest.raises(ValueError, match="needs a model built with music descriptors"):
         without.set_generation_params(rerank_candidates=2)
+    cfg = tiny_lm_cfg.copy()  # a run configured so fails as it builds its LM, not when its export is loaded
+    OmegaConf.update(cfg, "music_descriptors.rerank_candidates", 2, force_add=True)
+    with pytest.raises(ValueError, match="needs a model built with music descriptors"):
+        build_tiny_lm(cfg)
     # shell inference: the model's own count, recorded; a model without descriptors refuses a count before any output
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -110,6 +110,7 @@ def get_vidmuse_lm(cfg: omegaconf.DictConfig, visual_config: tp.Optional[VisualC
                      visual_config=visual_config,
                      cfg_dropout=guidance["training_dropout"], cfg_coef=guidance["inference_coef"],
                      cfg_coef_beta=guidance.get("inference_coef_beta"),
+                     rerank_candidates=(cfg.get("music_descriptors") or {}).get("rerank_candidates", 1),
                      attribute_dropout=attribute_dropout, device=device, dtype=dtype, **kwargs)
 
 

@@ -18,7 +18,7 @@ from .. import __version__
 from ..utils.atomic import atomic_output
 from ..utils.checkpoint import best_model_state, is_training_checkpoint
 from .builders import get_visual_config
-from .lm import check_cfg_coef_beta
+from .lm import check_cfg_coef_beta, check_rerank_candidates
 from .loaders import COMPRESSION_FILENAME, LM_FILENAMES, load_compression_model_from_cfg
 
 LM_FILENAME = LM_FILENAMES[0]  # what exports write; loading also takes the hub's other name
@@ -108,9 +108,7 @@ def export_xp_checkpoint(checkpoint: tp.Union[str, Path], out_dir: tp.Union[str,
         check_cfg_coef_beta(cfg_coef_beta, visual)
         OmegaConf.update(lm_cfg, "classifier_free_guidance.inference_coef_beta", cfg_coef_beta, force_add=True)
     if rerank_candidates is not None:
-        if rerank_candidates < 1 or (rerank_candidates > 1 and not visual.music_descriptors):
-            raise ValueError(f"rerank_candidates {rerank_candidates}: at least 1, and more only for a model built "
-                             "with music descriptors")
+        check_rerank_candidates(rerank_candidates, visual)
         OmegaConf.update(lm_cfg, "music_descriptors.rerank_candidates", rerank_candidates, force_add=True)
     atomic_torch_save(_package(lm_state_in(best_model_state(pkg), lm_dtype), lm_cfg), out_dir / LM_FILENAME)
 

@@ -125,6 +125,16 @@ def check_cfg_coef_beta(cfg_coef_beta: tp.Optional[float], visual_config: Visual
         raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
 
 
+def check_rerank_candidates(rerank_candidates: int, visual_config: VisualConfig) -> None:
+    """`ValueError` unless `rerank_candidates` (draws per video, `VidMuse.generate`) is an integer >= 1, and 1 for a
+    model built without music descriptors (the draws are ranked by them)."""
+    if isinstance(rerank_candidates, bool) or not isinstance(rerank_candidates, int) or rerank_candidates < 1:
+        raise ValueError(f"rerank_candidates must be an integer >= 1, got {rerank_candidates!r}")
+    if rerank_candidates > 1 and not visual_config.music_descriptors:
+        raise ValueError(f"rerank_candidates {rerank_candidates} needs a model built with music descriptors "
+                         "(the draws are ranked by them)")
+
+
 @dataclass
 class _GenerationState:
     """What `VidMuseLM.generate` hands to its decoding steps."""
@@ -200,13 +210,16 @@ class VidMuseLM(LMModel):
         visual_config: the visual side (`VisualConfig`).
         cfg_coef_beta: for a model built with music descriptors, double classifier-free guidance by default
             (None: plain guidance on the video; see `_sample_next_token`).
+        rerank_candidates: for a model built with music descriptors, the draws per video `VidMuse.generate`
+            makes by default, of which it keeps the one nearest its descriptors (1: the plain draw).
         **kwargs: `LMModel` arguments (n_q, card, dim, num_heads, ...). Cross-attention is always on.
     """
 
     def __init__(self, pattern_provider: CodebooksPatternProvider, condition_provider: ConditioningProvider,
                  fuser: ConditionFuser, visual_config: VisualConfig, cfg_coef_beta: tp.Optional[float] = None,
-                 **kwargs):
+                 rerank_candidates: int = 1, **kwargs):
         check_cfg_coef_beta(cfg_coef_beta, visual_config)
+        check_rerank_candidates(rerank_candidates, visual_config)
         for name in [VIDEO_CONDITION, *condition_provider.conditioners]:
             if fuser.cond2fuse.get(name) != "cross":
                 raise ValueError(f"the fuser must fuse the '{name}' condition by cross-attention")
@@ -217,6 +230,7 @@ class VidMuseLM(LMModel):
         super().__init__(pattern_provider, condition_provider, fuser, **kwargs)
         self.video_encoder = VideoEncoder(visual_config, self.dim).to(**factory)
         self.cfg_coef_beta = cfg_coef_beta
+        self.rerank_candidates = rerank_candidates
         self._generation: tp.Optional[_GenerationState] = None
         self.deduplicate_memory = True
         self._streamed_predictions = False

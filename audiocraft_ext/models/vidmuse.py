@@ -27,7 +27,7 @@ from ..media.video import (VideoFrames, VideoInfo, load_video_frames, num_local_
                            still_video_frames)
 from ..modules.music_descriptors import DESCRIPTORS, music_descriptors as measure_descriptors
 from ..utils.devices import auto_device
-from .lm import VideoBatch, VidMuseLM, check_cfg_coef_beta, pad_frames
+from .lm import VideoBatch, VidMuseLM, check_cfg_coef_beta, check_rerank_candidates, pad_frames
 from .loaders import INT8, load_compression_model, load_lm_model
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,11 @@ def draw_seed() -> int:
 
 def candidate_seed(seed: int, candidate: int) -> int:
     """The sampling seed of draw `candidate` of an item seeded `seed` when several are reranked: `seed` itself for
-    draw 0 (so one draw is the plain generation), else one derived from both (NumPy's `SeedSequence`)."""
+    draw 0 (so one draw is the plain generation), else one derived from both (NumPy's `SeedSequence`, which takes
+    no negative entropy: a negative seed enters as its two's complement, as torch takes it)."""
     if candidate == 0:
         return seed
-    return int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0] % 2 ** 63)
+    return int(np.random.SeedSequence([seed % 2 ** 64, candidate]).generate_state(1, np.uint64)[0] % 2 ** 63)
 
 
 @dataclass
@@ -154,16 +155,12 @@ class VidMuse(BaseGenModel):
                 (29.5 s with 30 s windows, as the release).
             rerank_candidates: for a model built with music descriptors, draws generated per video, of which the
                 one whose own `music_descriptors` (measured on its audio) are nearest those it was conditioned on
-                is kept (1: the plain draw; the time grows with it). Default: the model's own
-                (`music_descriptors.rerank_candidates` of its config, else 1).
+                is kept (1: the plain draw; the time and the LM's batch grow with it). Default: the model's own
+                (`VidMuseLM.rerank_candidates`, from `music_descriptors.rerank_candidates` of its config).
         """
         if rerank_candidates is None:
-            rerank_candidates = int(OmegaConf.select(getattr(self.lm, "cfg", None) or OmegaConf.create(),
-                                                     "music_descriptors.rerank_candidates", default=1))
-        if rerank_candidates < 1:
-            raise ValueError(f"rerank_candidates must be >= 1, got {rerank_candidates}")
-        if rerank_candidates > 1 and not self.lm.visual_config.music_descriptors:
-            raise ValueError("rerank_candidates > 1 needs a model built with music descriptors")
+            rerank_candidates = self.lm.rerank_candidates
+        check_rerank_candidates(rerank_candidates, self.lm.visual_config)
         if extend_stride is None:
             extend_stride = self.max_duration - 0.5
         if temperature < 0 or top_k < 0 or not 0 <= top_p <= 1:
@@ -229,7 +226,10 @@ class VidMuse(BaseGenModel):
         Args:
             videos: `VideoFrames` or video paths (read with `load_video`).
             seed: one seed for every item, one per item, or None (a fresh `draw_seed` per item). An item's music
-                depends on its seed and its video only, not on the rest of the batch.
+                depends on its seed, its video and `rerank_candidates` only, not on the rest of the batch. With
+                `rerank_candidates` N > 1, each video is drawn N times side by side (an LM batch of B * N; draw
+                k seeded `candidate_seed(seed, k)`) and the draw whose measured descriptors are nearest the
+                ones it was conditioned on is kept (`nearest_draw`).
             progress: show a progress bar over decoding steps.
             return_tokens: also return the codes.
             descriptions: a text per video steering the music with the picture (models with a text conditioner).
@@ -237,34 +237,39 @@ class VidMuse(BaseGenModel):
             max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
             music_descriptors: `[B, N]` `music_descriptors` values (log(1 + onsets per second), register) to
                 condition on instead of those the model predicts from each video (models built with them only),
-                e.g. to set the tempo and register by hand or to measure how closely the LM follows them.
+                e.g. to set the tempo and register by hand or to measure how closely the LM follows them (rows of
+                NaN: the predicted ones); also the target the draws are reranked by.
         Returns:
-            One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`).
+            One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`,
+            the kept draw's).
         """
         if sync_cuts:
             check_max_tempo_change(max_tempo_change)
-        items = [self._check_frames(v) if isinstance(v, VideoFrames) else self.load_video(v) for v in videos]
-        texts = list(descriptions) if descriptions is not None else [None] * len(items)
-        if len(texts) != len(items):
-            raise ValueError(f"{len(texts)} descriptions for {len(items)} videos")
-        if not items:
+        frames = [self._check_frames(v) if isinstance(v, VideoFrames) else self.load_video(v) for v in videos]
+        texts = list(descriptions) if descriptions is not None else [None] * len(frames)
+        if len(texts) != len(frames):
+            raise ValueError(f"{len(texts)} descriptions for {len(frames)} videos")
+        if not frames:
             return ([], []) if return_tokens else []
-        seeds = self._seeds(seed, len(items))
+        seeds = self._seeds(seed, len(frames))
         if music_descriptors is None:
-            descriptors = self.predict_music_descriptors(items)  # once per video, not per window
+            descriptors = self.predict_music_descriptors(frames)  # once per video, not per window
         elif not self.lm.visual_config.music_descriptors:
             raise ValueError("music_descriptors given, but this model was built without music descriptors")
-        elif music_descriptors.shape != (len(items), len(DESCRIPTORS)):
-            raise ValueError(f"music_descriptors must be [{len(items)}, {len(DESCRIPTORS)}] ({', '.join(DESCRIPTORS)}),"
-                             f" got {list(music_descriptors.shape)}")
+        elif music_descriptors.shape != (len(frames), len(DESCRIPTORS)):
+            raise ValueError(f"music_descriptors must be [{len(frames)}, {len(DESCRIPTORS)}] "
+                             f"({', '.join(DESCRIPTORS)}), got {list(music_descriptors.shape)}")
         else:
             descriptors = music_descriptors.float().to(self.device)
-        videos = items
+            missing = descriptors.isnan().any(1)
+            if missing.any():  # predicted from the whole video, as without them (also the reranking's target)
+                descriptors[missing] = self.predict_music_descriptors([f for f, m in zip(frames, missing) if m])
+        # the LM's items: every video's draws side by side (video i's are items i * candidates ...)
         candidates = self.rerank_candidates
-        if candidates > 1:  # every video's draws side by side: video i's are items i * candidates ...
-            items = [item for item in videos for _ in range(candidates)]
-            texts = [text for text in texts for _ in range(candidates)]
-            seeds = [candidate_seed(s, k) for s in seeds for k in range(candidates)]
+        items = [item for item in frames for _ in range(candidates)]
+        texts = [text for text in texts for _ in range(candidates)]
+        seeds = [candidate_seed(s, k) for s in seeds for k in range(candidates)]
+        if descriptors is not None:
             descriptors = descriptors.repeat_interleave(candidates, dim=0)
         generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
         local_fps = self.lm.visual_config.local_fps
@@ -314,20 +319,21 @@ class VidMuse(BaseGenModel):
         audio = [self._decode(t, item.duration) for t, item in zip(tokens, items)]
         if candidates > 1:
             kept = [i * candidates + self.nearest_draw(audio[i * candidates:(i + 1) * candidates],
-                                                       descriptors[i * candidates])
-                    for i in range(len(videos))]
+                                                       descriptors[i * candidates])  # type: ignore[index]
+                    for i in range(len(frames))]
             audio, tokens = [audio[k] for k in kept], [tokens[k] for k in kept]
         if sync_cuts:
-            audio = [self.beats_to_cuts(wav, item, max_tempo_change)[0] for wav, item in zip(audio, videos)]
+            audio = [self.beats_to_cuts(wav, item, max_tempo_change)[0] for wav, item in zip(audio, frames)]
         return (audio, tokens) if return_tokens else audio
 
     def nearest_draw(self, draws: tp.Sequence[torch.Tensor], descriptors: torch.Tensor) -> int:
-        """Index of the draw (waveforms `[C, N]` of one length) whose `music_descriptors`, measured on its audio,
-        are nearest `descriptors` `[len(DESCRIPTORS)]` in units of the model's descriptor spread
-        (`VisualConfig.descriptor_std`)."""
-        measured = measure_descriptors(torch.stack(draws).to(self.device), self.sample_rate)  # [D, N]
-        spread = torch.tensor(self.lm.visual_config.descriptor_std).to(measured)
-        return int(((measured - descriptors.to(measured)) / spread).pow(2).sum(1).argmin())
+        """Index of the draw (waveforms `[C, N]` of one length, on any device) whose `music_descriptors`, measured
+        on its audio, are nearest `descriptors` `[len(DESCRIPTORS)]` on the model's unit scale (in units of each
+        descriptor's spread, `VisualConfig.descriptor_std`)."""
+        encoder = self.lm.video_encoder
+        measured = encoder.normalize_descriptors(measure_descriptors(torch.stack(draws).cpu(), self.sample_rate))
+        target = encoder.normalize_descriptors(descriptors.cpu()[None])  # [1, len(DESCRIPTORS)]
+        return int((measured - target).pow(2).sum(1).argmin())  # measured: [len(draws), len(DESCRIPTORS)]
 
     def beats_to_cuts(self, music: torch.Tensor, video: VideoFrames,
                   max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE) -> tp.Tuple[torch.Tensor, CutSyncReport]:

@@ -157,7 +157,7 @@ def evaluate(model: VidMuse, corpus: Path, seed: int = 0, null_ablation: bool = 
         scores = variant_scores(model, frames, [*chord_variants(spec), speed_variant(spec)])  # own music first
         row["chord_scores"], row["speed_scores"] = scores[:-1], [scores[0], scores[-1]]
         row["predicted_descriptors"] = predicted_descriptors(model, frames)
-        if null_ablation:  # the same draws without the picture: what is left of the correlations
+        if null_ablation:  # the same seeds without the picture (reranked by the null video's own descriptors)
             null = VideoFrames(torch.zeros_like(frames.local_frames), torch.zeros_like(frames.global_frames),
                                frames.duration, frames.local_fps)
             null_music = model.generate([null], seed=seed + index)[0]
@@ -200,6 +200,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"descriptors predicted from the whole video: speed -> onset rate "
                      f"{predicted['speed_onset_rate']:.2f}, brightness -> register "
                      f"{predicted['brightness_register']:.2f}")
+    draws = summary.get("sampling", {}).get("rerank_candidates", 1)
+    if draws > 1:
+        lines.append(f"generated: the nearest of {draws} draws per clip to the descriptors it was conditioned on")
     if summary.get("descriptors") == "reference":
         lines.append("generated: conditioned on the reference music's descriptors, not the predicted ones")
     codec = summary["codec"]
@@ -224,7 +227,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--cfg_coef_beta", type=float, default=None,
                         help="double guidance (VidMuse.set_generation_params; default: the model's own)")
     parser.add_argument("--rerank_candidates", type=int, default=None,
-                        help="draws per clip, the nearest the predicted descriptors kept (default: the model's own)")
+                        help="draws per clip, the one nearest the descriptors it was conditioned on kept (predicted, "
+                             "or with --descriptors reference the reference's; default: the model's own)")
     parser.add_argument("--descriptors", choices=("predicted", "reference"), default="predicted",
                         help="condition generation on the descriptors predicted from each video (as a user gets) "
                              "or on the reference music's own (how closely the LM follows them)")
@@ -236,11 +240,15 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
         results = evaluate_codec(load_codec(args.codec, args.device), args.corpus, args.limit, progress=True)
     else:
         model = load_model_from_args(args).model
-        overrides = {name: value for name, value in (("cfg_coef", args.cfg_coef), ("cfg_coef_beta", args.cfg_coef_beta),
+        overrides = {name: value for name, value in (("cfg_coef", args.cfg_coef),
+                                                     ("cfg_coef_beta", args.cfg_coef_beta),
                                                      ("rerank_candidates", args.rerank_candidates))
-                    if value is not None}
+                     if value is not None}
         if overrides:  # the other parameters keep the model's default sampling
-            model.set_generation_params(**overrides)
+            try:
+                model.set_generation_params(**overrides)
+            except ValueError as error:
+                parser.error(str(error))
         reference = args.descriptors == "reference"
         if reference and not model.lm.visual_config.music_descriptors:
             parser.error(NO_DESCRIPTORS)
