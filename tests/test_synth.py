@@ -268,6 +268,10 @@ def test_corpus_files_and_evaluation(tmp_path, tiny_checkpoint):
     with pytest.raises(SystemExit):  # a clean error: this model has no descriptors to give
         synth_evaluate_main(["--model_path", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),
                              "--descriptors", "reference"])
+    with pytest.raises(SystemExit) as exit_info:  # nor descriptors to rerank its draws by
+        synth_evaluate_main(["--model_path", str(tiny_checkpoint), "--corpus", str(tmp_path / "corpus"),
+                             "--rerank_candidates", "2"])
+    assert exit_info.value.code == 2
 
 
 def test_codec_evaluation_names_a_missing_codec(tmp_path, capsys):
