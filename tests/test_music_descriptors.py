@@ -292,7 +292,11 @@ def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tin
     assert torch.equal(model.generate([frames], seed=0, music_descriptors=model.predict_music_descriptors([frames]))[0],
                        own)
     fast_and_high = torch.tensor([[math.log1p(8.0), 9.5]])
-    assert not torch.equal(model.generate([frames], seed=0, music_descriptors=fast_and_high)[0], own)
+    fast = model.generate([frames, frames], seed=0, music_descriptors=torch.cat([fast_and_high, fast_and_high]))[0]
+    assert not torch.equal(fast, own)
+    # a row of NaN takes the predicted descriptors, the other rows stay as given
+    mixed = model.generate([frames, frames], seed=0, music_descriptors=torch.tensor([[math.nan] * 2, [1.0, 8.0]]))
+    assert torch.equal(mixed[0], own) and not torch.equal(mixed[1], own)
     with pytest.raises(ValueError, match=r"must be \[1, 2\]"):
         model.generate([frames], seed=0, music_descriptors=torch.zeros(2, 2))
     without = VidMuse.get_pretrained(tiny_checkpoint, device="cpu")
