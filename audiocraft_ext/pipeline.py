@@ -25,6 +25,7 @@ from .media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE, check_max_tempo_change
 from .media.extensions import is_image
 from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
 from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
+from .models.lm import check_rerank_candidates
 from .models.vidmuse import VidMuse, draw_seed
 from .utils.atomic import atomic_output
 from .utils.shards import shard
@@ -77,8 +78,8 @@ class GenerationSettings:
         if self.image_duration <= 0:
             raise ValueError("image_duration must be positive")
         check_max_tempo_change(self.max_tempo_change)
-        if self.rerank_candidates is not None and self.rerank_candidates < 1:
-            raise ValueError("rerank_candidates must be >= 1")
+        if self.rerank_candidates is not None:
+            check_rerank_candidates(self.rerank_candidates)  # and against the model's build in `configure`
 
     def configure(self, model: VidMuse):
         """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept)."""

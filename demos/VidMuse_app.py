@@ -26,6 +26,7 @@ from audiocraft_ext.media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE
 from audiocraft_ext.media.extensions import is_image
 from audiocraft_ext.media.video import VideoReadError, probe_video
 from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
+from audiocraft_ext.models.lm import check_rerank_candidates
 from audiocraft_ext.models.vidmuse import VidMuse, draw_seed
 from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, output_paths, prepare_input,
                                      write_outputs)
@@ -93,11 +94,13 @@ class MusicDemo:
 
     def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
                  top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
-                 description: str = "", sync_cuts: bool = False, progress: gr.Progress = gr.Progress(),
+                 description: str = "", sync_cuts: bool = False, draws: tp.Optional[int] = None,
+                 progress: gr.Progress = gr.Progress(),
                  request: tp.Optional[gr.Request] = None) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
-        status line. Bad input raises `gr.Error` with the reason, shown in the page; so does an Interrupt from
-        the same session."""
+        status line. `draws`: draws per video of a model with music descriptors, the nearest kept (None: the
+        model's own). Bad input or parameters raise `gr.Error` with the reason, shown in the page; so does an
+        Interrupt from the same session."""
         source = video or image
         if not source:
             raise gr.Error("Upload a video or an image first.")
@@ -112,10 +115,17 @@ class MusicDemo:
             if duration > cap:
                 notices.append(f"The video is {duration:.1f} s long: music is generated for its first {cap:.0f} s.")
                 gr.Warning(notices[-1])
-        settings = GenerationSettings(top_k=int(top_k), top_p=float(top_p), temperature=float(temperature),
-                                      cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
-                                      max_duration=cap, image_duration=min(float(image_duration), cap),
-                                      description=(description or "").strip() or None, sync_cuts=bool(sync_cuts))
+        try:
+            settings = GenerationSettings(top_k=int(top_k), top_p=float(top_p), temperature=float(temperature),
+                                          cfg_coef=float(cfg_coef), seed=None if seed < 0 else int(seed),
+                                          max_duration=cap, image_duration=min(float(image_duration), cap),
+                                          description=(description or "").strip() or None,
+                                          sync_cuts=bool(sync_cuts),
+                                          rerank_candidates=None if draws is None else int(draws))
+            if settings.rerank_candidates is not None:
+                check_rerank_candidates(settings.rerank_candidates, self.model.lm.visual_config)
+        except ValueError as err:
+            raise gr.Error(f"Cannot use these parameters: {err}.") from None
         seed_used = settings.seed if settings.seed is not None else draw_seed()
         settings = replace(settings, seed=seed_used)
         session, stop = session_of(request), threading.Event()
@@ -144,7 +154,7 @@ class MusicDemo:
                 raise GenerationInterrupted()
             progress((done, total), desc="Composing", unit="steps")
 
-        settings.configure(self.model)  # a model with music descriptors keeps its own draws per video
+        settings.configure(self.model)
         self.model.set_custom_progress_callback(on_step)
         try:
             texts = [settings.description] if settings.description else None
@@ -184,6 +194,9 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                     seed = gr.Number(-1, label="Seed (-1: random)", precision=0)
                     max_duration = gr.Slider(1, demo.max_duration, value=demo.max_duration, step=1,
                                              label="Maximum duration (s)")
+                    draws = gr.Slider(1, 8, value=demo.model.rerank_candidates, step=1,
+                                      label="Draws per video (the one nearest the music the picture asks for is kept; "
+                                      "time grows with them)", visible=demo.model.lm.visual_config.music_descriptors)
                 with gr.Row():
                     submit = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Interrupt")
@@ -193,7 +206,7 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 files = gr.File(label="Downloads", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
         generation = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef,
-                                                  seed, max_duration, description, sync_cuts],
+                                                  seed, max_duration, description, sync_cuts, draws],
                                   [result_video, result_audio, files, status], api_name="generate",
                                   concurrency_limit=1)
         # Gradio's cancellation takes this session's waiting requests out of the queue; a running one (a sync

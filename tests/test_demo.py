@@ -21,6 +21,7 @@ from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 from demos.VidMuse_app import MusicDemo, build_ui, cut_sync_status
 
 from media import write_video
+from test_music_descriptors import descriptor_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PARAMS = dict(image_duration=3, top_k=250, top_p=0.0, temperature=1.0, cfg_coef=3.0, seed=0, max_duration=8)
@@ -55,13 +56,29 @@ def test_image_upload_and_seed_reproducibility(demo, tmp_path):
     assert np.array_equal(soundfile.read(first)[0], soundfile.read(again)[0])
 
 
-def test_bad_uploads_get_a_clear_message(demo, tmp_path):
+def test_bad_uploads_get_a_clear_message(demo, clip, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_text("not a video")
     with pytest.raises(gr.Error, match="Cannot use this file"):
         demo.generate(str(junk), None, **PARAMS)
     with pytest.raises(gr.Error, match="Upload a video"):
         demo.generate(None, None, **PARAMS)
+    with pytest.raises(gr.Error, match="Cannot use these parameters: top_k"):
+        demo.generate(str(clip), None, **dict(PARAMS, top_k=-1))
+    with pytest.raises(gr.Error, match="needs a model built with music descriptors"):  # draws are ranked by them
+        demo.generate(str(clip), None, draws=2, **PARAMS)
+
+
+def test_draws_control_of_a_model_with_music_descriptors(tmp_path, tiny_lm_cfg, tiny_codec, clip):
+    model = descriptor_model(tmp_path / "model", tiny_lm_cfg, tiny_codec, **{"music_descriptors.rerank_candidates": 3})
+    app = MusicDemo(model, max_duration=8)
+    try:
+        for draws, recorded in ((2, 2), (None, 3)):  # None: the model's own count, whatever the previous request set
+            _, _, files, _ = app.generate(str(clip), None, draws=draws, **PARAMS)
+            sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+            assert sidecar["parameters"]["rerank_candidates"] == recorded
+    finally:
+        app.close()
 
 
 def test_beats_on_cuts_checkbox_syncs_and_says_what_it_did(demo, tmp_path):

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from audiocraft_ext.modules.visual import DESCRIPTOR_LIMIT, token_statistics
 from audiocraft_ext.synth.attributes import music_attributes
 from audiocraft_ext.synth.corpus import write_corpus
+from audiocraft_ext.synth.rhythm import write_cut_video
 from audiocraft_ext.synth.evaluate import effective_sampling, evaluate, predicted_descriptors
 
 from conftest import build_tiny_lm, tiny_codec_cfg
@@ -409,3 +410,20 @@ def test_reranking_keeps_the_draw_whose_descriptors_are_nearest(tmp_path, tiny_l
     assert infer_main(["--model_path", str(tiny_checkpoint), "--output_dir", str(tmp_path / "b"), *args,
                        "--rerank_candidates", "2"]) == 2
     assert not list((tmp_path / "b").glob("*"))
+
+
+def test_reranked_draws_take_their_own_videos_cuts(tmp_path, tiny_lm_cfg, tiny_codec):
+    model = descriptor_model(tmp_path / "model", tiny_lm_cfg, tiny_codec, **{"music_descriptors.rerank_candidates": 3})
+    videos = []
+    for name, shots in (("early", [1.0, 1.5, 2.0]), ("late", [2.6, 1.9])):
+        write_cut_video(tmp_path / f"{name}.mp4", shots, seed=len(shots), fps=20)
+        videos.append(model.load_video(tmp_path / f"{name}.mp4", duration=4.0))
+    kept = model.generate(videos, seed=[3, 4])
+    synced = model.generate(videos, seed=[3, 4], sync_cuts=True, max_tempo_change=0.2)
+    reports = []
+    for music, video, wav in zip(kept, videos, synced):
+        expected, report = model.beats_to_cuts(music, video, 0.2)
+        assert torch.equal(wav, expected)  # the kept draw, moved onto its own video's cuts
+        reports.append(report)
+    assert reports[0].cuts == pytest.approx([1.0, 2.5], abs=1e-6)
+    assert reports[1].cuts == pytest.approx([2.6], abs=1e-6)

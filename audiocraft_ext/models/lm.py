@@ -125,12 +125,13 @@ def check_cfg_coef_beta(cfg_coef_beta: tp.Optional[float], visual_config: Visual
         raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
 
 
-def check_rerank_candidates(rerank_candidates: int, visual_config: VisualConfig) -> None:
+def check_rerank_candidates(rerank_candidates: int, visual_config: tp.Optional[VisualConfig] = None) -> None:
     """`ValueError` unless `rerank_candidates` (draws per video, `VidMuse.generate`) is an integer >= 1, and 1 for a
-    model built without music descriptors (the draws are ranked by them)."""
+    model built without music descriptors (the draws are ranked by them); without `visual_config` (no model yet),
+    the count alone is checked."""
     if isinstance(rerank_candidates, bool) or not isinstance(rerank_candidates, int) or rerank_candidates < 1:
         raise ValueError(f"rerank_candidates must be an integer >= 1, got {rerank_candidates!r}")
-    if rerank_candidates > 1 and not visual_config.music_descriptors:
+    if rerank_candidates > 1 and visual_config is not None and not visual_config.music_descriptors:
         raise ValueError(f"rerank_candidates {rerank_candidates} needs a model built with music descriptors "
                          "(the draws are ranked by them)")
 

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 VideoInput = tp.Union[VideoFrames, str, Path]
 Seed = tp.Optional[tp.Union[int, tp.Sequence[int]]]
 SEED_BOUND = 2 ** 31 - 1  # seeds are in [0, SEED_BOUND): any of them fits an int32 and a JSON number
+RERANK_MEASURE_BATCH = 8  # draws measured together when reranking (a 30 s draw's spectrogram takes ~16 MB)
 
 
 def draw_seed() -> int:
@@ -329,9 +330,12 @@ class VidMuse(BaseGenModel):
     def nearest_draw(self, draws: tp.Sequence[torch.Tensor], descriptors: torch.Tensor) -> int:
         """Index of the draw (waveforms `[C, N]` of one length, on any device) whose `music_descriptors`, measured
         on its audio, are nearest `descriptors` `[len(DESCRIPTORS)]` on the model's unit scale (in units of each
-        descriptor's spread, `VisualConfig.descriptor_std`)."""
+        descriptor's spread, `VisualConfig.descriptor_std`); measured a few draws at a time, so that the memory
+        stays that of a few however many draws there are."""
         encoder = self.lm.video_encoder
-        measured = encoder.normalize_descriptors(measure_descriptors(torch.stack(draws).cpu(), self.sample_rate))
+        measured = encoder.normalize_descriptors(torch.cat([
+            measure_descriptors(torch.stack(draws[start:start + RERANK_MEASURE_BATCH]).cpu(), self.sample_rate)
+            for start in range(0, len(draws), RERANK_MEASURE_BATCH)]))
         target = encoder.normalize_descriptors(descriptors.cpu()[None])  # [1, len(DESCRIPTORS)]
         return int((measured - target).pow(2).sum(1).argmin())  # measured: [len(draws), len(DESCRIPTORS)]
 
