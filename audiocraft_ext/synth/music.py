@@ -3,9 +3,13 @@
 Corpus building only (`make corpus-deps` installs Debian's `fluidsynth` and `fluid-soundfont-gm`); inference
 never imports this. FluidSynth is driven in process through pyfluidsynth: the notes are sent between blocks of
 rendered samples, so no MIDI file or subprocess is needed, and a fresh synthesizer per render keeps a clip's
-audio independent of what was rendered before it (the s16 output's dither state runs on across renders).
+audio independent of what was rendered before it. The samples are read as floats (`render_float`), not as
+pyfluidsynth's dithered 16-bit ones, whose dither table FluidSynth draws from C's `rand()` once per process: its
+values depend on what the process ran before (loading a model changes them), and so did a clip's music, by up
+to 3e-4, enough to move the codec's tokens and the evaluation's teacher-forced scores from run to run.
 """
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 import typing as tp
@@ -40,6 +44,19 @@ def find_soundfont(path: tp.Optional[str] = None) -> str:
                            "run `make corpus-deps` (Debian packages fluidsynth and fluid-soundfont-gm)")
 
 
+def render_float(fluidsynth: tp.Any, synth: tp.Any, frames: int) -> np.ndarray:
+    """The next `frames` stereo frames of pyfluidsynth's `synth` as float32 `[frames, 2]`, through FluidSynth's
+    `fluid_synth_write_float` (bound by pyfluidsynth's own `cfunc`): no dither, so the same in every process."""
+    write_float = fluidsynth.cfunc("fluid_synth_write_float", ctypes.c_int, ("synth", ctypes.c_void_p, 1),
+                                   ("len", ctypes.c_int, 1), ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1),
+                                   ("lincr", ctypes.c_int, 1), ("rout", ctypes.c_void_p, 1),
+                                   ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
+    out = np.zeros((frames, 2), dtype=np.float32)
+    if write_float(synth.synth, frames, out.ctypes.data, 0, 2, out.ctypes.data, 1, 2) != 0:
+        raise MusicRenderError("FluidSynth could not render samples")
+    return out
+
+
 def render_notes(notes: tp.Sequence[Note], programs: tp.Dict[int, int], duration: float, sample_rate: int,
                  soundfont: tp.Optional[str] = None, gain: float = 0.4) -> np.ndarray:
     """Play `notes` with `programs` (channel -> General MIDI program; the drum channel uses the percussion
@@ -69,15 +86,15 @@ def render_notes(notes: tp.Sequence[Note], programs: tp.Dict[int, int], duration
         for sample, is_on, note in events:
             sample = min(sample, total)
             if sample > position:
-                blocks.append(synth.get_samples(sample - position))
+                blocks.append(render_float(fluidsynth, synth, sample - position))
                 position = sample
             if is_on:
                 synth.noteon(note.channel, note.pitch, note.velocity)
             else:
                 synth.noteoff(note.channel, note.pitch)
         if total > position:
-            blocks.append(synth.get_samples(total - position))
+            blocks.append(render_float(fluidsynth, synth, total - position))
     finally:
         synth.delete()
-    stereo = np.concatenate(blocks).reshape(-1, 2).astype(np.float32) / 32768.0 if blocks else np.zeros((0, 2))
-    return stereo.mean(axis=1).astype(np.float32)
+    stereo = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
+    return stereo.mean(axis=1).clip(-1, 1).astype(np.float32)
