@@ -29,7 +29,10 @@ def test_architecture_is_the_model_card_one(shipped):
     visual = shipped.lm.visual_config
     # tempo and cut times need frame times and motion, which the release's memory lacks
     assert visual.frame_time_embedding and visual.frame_time_rate == 50 and visual.cross_frame_depth == 2
-    assert visual.motion_features
+    assert visual.motion_features and visual.local_fps == 4
+    # the second edition: music descriptors read from the whole video, best of four draws
+    assert visual.music_descriptors and shipped.lm.video_encoder.descriptor_head_fitted
+    assert shipped.rerank_candidates == 4
     assert (shipped.sample_rate, shipped.frame_rate, shipped.lm.num_codebooks) == (32000, 50, 4)
     assert shipped.max_duration == 2.0 and shipped.extend_stride == 1.5  # the training window
 
