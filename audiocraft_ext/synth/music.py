@@ -11,6 +11,7 @@ to 3e-4, enough to move the codec's tokens and the evaluation's teacher-forced s
 
 import ctypes
 from dataclasses import dataclass
+import functools
 from pathlib import Path
 import typing as tp
 
@@ -44,15 +45,20 @@ def find_soundfont(path: tp.Optional[str] = None) -> str:
                            "run `make corpus-deps` (Debian packages fluidsynth and fluid-soundfont-gm)")
 
 
+@functools.lru_cache(maxsize=None)
+def float_writer(fluidsynth: tp.Any) -> tp.Callable[..., int]:
+    """FluidSynth's `fluid_synth_write_float`, bound once by pyfluidsynth's own `cfunc`."""
+    return fluidsynth.cfunc("fluid_synth_write_float", ctypes.c_int, ("synth", ctypes.c_void_p, 1),
+                            ("len", ctypes.c_int, 1), ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1),
+                            ("lincr", ctypes.c_int, 1), ("rout", ctypes.c_void_p, 1), ("roff", ctypes.c_int, 1),
+                            ("rincr", ctypes.c_int, 1))
+
+
 def render_float(fluidsynth: tp.Any, synth: tp.Any, frames: int) -> np.ndarray:
     """The next `frames` stereo frames of pyfluidsynth's `synth` as float32 `[frames, 2]`, through FluidSynth's
-    `fluid_synth_write_float` (bound by pyfluidsynth's own `cfunc`): no dither, so the same in every process."""
-    write_float = fluidsynth.cfunc("fluid_synth_write_float", ctypes.c_int, ("synth", ctypes.c_void_p, 1),
-                                   ("len", ctypes.c_int, 1), ("lout", ctypes.c_void_p, 1), ("loff", ctypes.c_int, 1),
-                                   ("lincr", ctypes.c_int, 1), ("rout", ctypes.c_void_p, 1),
-                                   ("roff", ctypes.c_int, 1), ("rincr", ctypes.c_int, 1))
+    `fluid_synth_write_float`: no dither, so the same in every process."""
     out = np.zeros((frames, 2), dtype=np.float32)
-    if write_float(synth.synth, frames, out.ctypes.data, 0, 2, out.ctypes.data, 1, 2) != 0:
+    if float_writer(fluidsynth)(synth.synth, frames, out.ctypes.data, 0, 2, out.ctypes.data, 1, 2) != 0:
         raise MusicRenderError("FluidSynth could not render samples")
     return out
 
