@@ -19,6 +19,7 @@ import torch
 from audiocraft_ext.data.build_manifest import build_manifest
 from audiocraft_ext.models.builders import get_vidmuse_lm, load_lm_config
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
+from audiocraft_ext.models.vidmuse import VidMuse
 from audiocraft_ext.synth.scenes import melody, random_scene, write_scenes
 
 from media import write_video
@@ -124,3 +125,17 @@ def interrupt_at_first_checkpoint(process: subprocess.Popen, dora_dir: Path, log
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     return checkpoint
+
+
+def descriptor_model(folder, tiny_lm_cfg, tiny_codec, **config: tp.Any) -> VidMuse:
+    """A tiny model built with music descriptors (`config`: dotted config keys set first, e.g. its default sampling),
+    whose LM reads them as a trained one does, exported into `folder` and loaded back."""
+    cfg = tiny_lm_cfg.copy()
+    cfg.video.visual.music_descriptors = True
+    for key, value in config.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    lm = build_tiny_lm(cfg)
+    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)
+    export_lm_model(lm, cfg, folder / LM_FILENAME)
+    export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
+    return VidMuse.get_pretrained(folder, device="cpu")

@@ -20,8 +20,8 @@ from audiocraft_ext.synth.rhythm import write_cut_video
 from audiocraft_ext.synth.scenes import Scene, Shape, write_image
 from demos.VidMuse_app import MusicDemo, build_ui, cut_sync_status
 
+from conftest import descriptor_model
 from media import write_video
-from test_music_descriptors import descriptor_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PARAMS = dict(image_duration=3, top_k=250, top_p=0.0, temperature=1.0, cfg_coef=3.0, seed=0, max_duration=8)

@@ -26,7 +26,7 @@ from audiocraft_ext.synth.corpus import write_corpus
 from audiocraft_ext.synth.rhythm import write_cut_video
 from audiocraft_ext.synth.evaluate import effective_sampling, evaluate, predicted_descriptors
 
-from conftest import build_tiny_lm, tiny_codec_cfg
+from conftest import build_tiny_lm, descriptor_model, tiny_codec_cfg
 
 SR = 32000
 
@@ -269,20 +269,6 @@ def test_an_exported_model_predicts_its_descriptors_from_a_video(tmp_path, tiny_
     # the null half has no given descriptors: the model's own for black frames, whatever the video
     null = lm.video_encoder.normalize_descriptors(lm.video_encoder.null_descriptors()[None])
     assert torch.allclose(predicted[1], null[0], atol=1e-3)  # batched with another video: float round-off
-
-
-def descriptor_model(folder, tiny_lm_cfg, tiny_codec, **config: tp.Any) -> VidMuse:
-    """A tiny model built with music descriptors (`config`: dotted config keys set first, e.g. its default sampling),
-    whose LM reads them as a trained one does, exported into `folder` and loaded back."""
-    cfg = tiny_lm_cfg.copy()
-    cfg.video.visual.music_descriptors = True
-    for key, value in config.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    lm = build_tiny_lm(cfg)
-    torch.nn.init.normal_(lm.video_encoder.descriptor_embedding[-1].weight)
-    export_lm_model(lm, cfg, folder / LM_FILENAME)
-    export_compression_model(tiny_codec, tiny_codec_cfg(), folder / COMPRESSION_FILENAME)
-    return VidMuse.get_pretrained(folder, device="cpu")
 
 
 def test_generation_follows_descriptors_given_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint, pairs):
