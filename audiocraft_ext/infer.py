@@ -27,7 +27,6 @@ from .media.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, find_media
 from .media.mux import ORIGINAL_AUDIO_MODES
 from .media.video import RESIZE_MODES
 from .models.cli import add_model_arguments, load_model, setup_logging
-from .models.lm import check_rerank_candidates
 from .models.vidmuse import draw_seed
 from .pipeline import GenerationSettings, RunSummary, run
 from .utils.shards import check_shard, shard
@@ -115,13 +114,10 @@ def generate_share(args: argparse.Namespace, settings: GenerationSettings, input
         return RunSummary()
     loaded = load_model(args.model_path, device, args.dtype, args.clip_num_heads)
     model = loaded.model
-    if settings.description and not model.lm.has_text_conditioner:
-        raise CannotStart("--description: this model has no text conditioner")
-    if settings.rerank_candidates is not None:
-        try:
-            check_rerank_candidates(settings.rerank_candidates, model.lm.visual_config)
-        except ValueError as error:
-            raise CannotStart(f"--rerank_candidates: {error}") from None
+    try:
+        settings.check_for(model)
+    except ValueError as error:
+        raise CannotStart(str(error)) from None
     share = f"shard {shard_index} of {num_shards} of " if num_shards > 1 else ""
     logger.info("model %s on %s; %s%d input(s) from %s", args.model_path, model.device, share, len(inputs),
                 args.video_dir)

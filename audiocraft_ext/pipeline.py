@@ -79,7 +79,15 @@ class GenerationSettings:
             raise ValueError("image_duration must be positive")
         check_max_tempo_change(self.max_tempo_change)
         if self.rerank_candidates is not None:
-            check_rerank_candidates(self.rerank_candidates)  # and against the model's build in `configure`
+            check_rerank_candidates(self.rerank_candidates)  # and against the model's build in `check_for`
+
+    def check_for(self, model: VidMuse) -> None:
+        """`ValueError` naming the setting if `model`'s build cannot take these settings: a description without a
+        text conditioner, or several draws without music descriptors to rank them by."""
+        if self.description and not model.lm.has_text_conditioner:
+            raise ValueError("a description needs a model with a text conditioner (this one has none)")
+        if self.rerank_candidates is not None:
+            check_rerank_candidates(self.rerank_candidates, model.lm.visual_config)
 
     def configure(self, model: VidMuse):
         """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept)."""

@@ -26,7 +26,6 @@ from audiocraft_ext.media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE
 from audiocraft_ext.media.extensions import is_image
 from audiocraft_ext.media.video import VideoReadError, probe_video
 from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
-from audiocraft_ext.models.lm import check_rerank_candidates
 from audiocraft_ext.models.vidmuse import VidMuse, draw_seed
 from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, output_paths, prepare_input,
                                      write_outputs)
@@ -122,8 +121,7 @@ class MusicDemo:
                                           description=(description or "").strip() or None,
                                           sync_cuts=bool(sync_cuts),
                                           rerank_candidates=None if draws is None else int(draws))
-            if settings.rerank_candidates is not None:
-                check_rerank_candidates(settings.rerank_candidates, self.model.lm.visual_config)
+            settings.check_for(self.model)
         except ValueError as err:
             raise gr.Error(f"Cannot use these parameters: {err}.") from None
         seed_used = settings.seed if settings.seed is not None else draw_seed()

@@ -211,6 +211,17 @@ def test_refuses_output_folder_equal_to_input_and_missing_model(tiny_checkpoint,
     assert not (tmp_path / "out").exists()
 
 
+def test_settings_the_model_cannot_take_stop_the_run_before_any_output(tiny_checkpoint, tmp_path, caplog):
+    write_video(tmp_path / "a.mp4", 5, 10)
+    for option, reason in ((("--rerank_candidates", "2"), "needs a model built with music descriptors"),
+                           (("--description", "soft strings"), "needs a model with a text conditioner")):
+        caplog.clear()
+        assert run_cli(tiny_checkpoint, tmp_path, tmp_path / "out", *option) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and reason in errors[0], errors
+        assert not list((tmp_path / "out").glob("*.wav"))
+
+
 def test_infer_sh_passes_overrides_and_reports_failures(tiny_checkpoint, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
