@@ -18,7 +18,7 @@ from audiocraft_ext.modules.int8 import Int8Linear, cpu_has_vnni, int8_supported
 from audiocraft_ext.modules.self_attention import PreallocatedSelfAttention, self_attention_modules
 from audiocraft_ext.synth.scenes import Scene, write_image
 from audiocraft_ext.utils.devices import auto_device
-from audiocraft_ext.utils.pages import release_pages, trim_heap
+from audiocraft_ext.utils.pages import release_pages
 
 from conftest import build_tiny_lm, parity_fixture_dir
 

@@ -63,7 +63,7 @@ def test_music_is_the_same_in_every_process():
     # FluidSynth's 16-bit dither came from C's rand() as first drawn in the process: another process whose rand()
     # was seeded otherwise rendered other samples. pyfluidsynth prints where it found the library when CI is set,
     # so the digest is the last line
-    render = ("import ctypes, ctypes.util, hashlib, sys; ctypes.CDLL(ctypes.util.find_library('c')).srand({seed}); "
+    render = ("import ctypes, ctypes.util, hashlib; ctypes.CDLL(ctypes.util.find_library('c')).srand({seed}); "
               "from audiocraft_ext.synth.corpus import sample_spec, synthesize; "
               "print(hashlib.sha256(synthesize(sample_spec(4, 2.0)).tobytes()).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", render.format(seed=seed)], check=True, capture_output=True,
