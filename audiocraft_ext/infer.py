@@ -51,6 +51,12 @@ def get_parser() -> argparse.ArgumentParser:
                         help="for a model with music descriptors: draws per input, the one whose tempo and register "
                              "are nearest those read from the video kept (time and memory grow with it: the LM's "
                              "batch is batch_size x this; default: the model's)")
+    parser.add_argument("--onset_rate", type=float, default=None,
+                        help="for a model with music descriptors: the music's onsets per second, instead of the rate "
+                             "read from each picture (e.g. 1.5: calm, 6: busy)")
+    parser.add_argument("--register_hz", type=float, default=None,
+                        help="for a model with music descriptors: the music's register (power-weighted mean "
+                             "frequency, 50-1000 Hz), instead of the one read from each picture")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")
@@ -90,7 +96,8 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
                                   max_duration=args.max_duration,
                                   image_duration=args.image_duration, original_audio=args.original_audio,
                                   original_volume=args.original_volume, resize_mode=args.resize_mode,
-                                  description=args.description, sync_cuts=args.sync_cuts,
+                                  description=args.description, onset_rate=args.onset_rate,
+                                  register_hz=args.register_hz, sync_cuts=args.sync_cuts,
                                   max_tempo_change=args.max_tempo_change)
     if args.batch_size < 1:
         raise ValueError("batch_size must be at least 1")

@@ -27,6 +27,7 @@ from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
 from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
 from .models.lm import check_rerank_candidates
 from .models.vidmuse import VidMuse, draw_seed
+from .modules.music_descriptors import descriptors_from_units, descriptors_in_units
 from .utils.atomic import atomic_output
 from .utils.shards import shard
 
@@ -49,6 +50,8 @@ class GenerationSettings:
         original_volume: gain of the original audio when mixed.
         resize_mode: `squash` (as the official weights were trained) or `center_crop`.
         description: a text steering the music with the picture (models with a text conditioner only).
+        onset_rate, register_hz: for a model with music descriptors, the music's onsets per second and register
+            (Hz) asked for instead of those read from the picture (`modules.music_descriptors`); None: read.
         sync_cuts: move the music's beats onto the video's scene cuts (`VidMuse.beats_to_cuts`).
         max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
     """
@@ -65,6 +68,8 @@ class GenerationSettings:
     original_volume: float = 0.5
     resize_mode: str = "squash"
     description: tp.Optional[str] = None
+    onset_rate: tp.Optional[float] = None
+    register_hz: tp.Optional[float] = None
     sync_cuts: bool = False
     max_tempo_change: float = DEFAULT_MAX_TEMPO_CHANGE
 
@@ -80,12 +85,19 @@ class GenerationSettings:
         check_max_tempo_change(self.max_tempo_change)
         if self.rerank_candidates is not None:
             check_rerank_candidates(self.rerank_candidates)  # and against the model's build in `check_for`
+        descriptors_from_units(self.onset_rate, self.register_hz)
+
+    @property
+    def sets_descriptors(self) -> bool:
+        return self.onset_rate is not None or self.register_hz is not None
 
     def check_for(self, model: VidMuse) -> None:
         """`ValueError` naming the setting if `model`'s build cannot take these settings: a description without a
-        text conditioner, or several draws without music descriptors to rank them by."""
+        text conditioner, or several draws or an onset rate or register without music descriptors."""
         if self.description and not model.lm.has_text_conditioner:
             raise ValueError("a description needs a model with a text conditioner (this one has none)")
+        if self.sets_descriptors and not model.lm.visual_config.music_descriptors:
+            raise ValueError("onset_rate and register_hz need a model built with music descriptors")
         if self.rerank_candidates is not None:
             check_rerank_candidates(self.rerank_candidates, model.lm.visual_config)
 
@@ -94,6 +106,14 @@ class GenerationSettings:
         model.set_generation_params(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
                                     cfg_coef=self.cfg_coef, cfg_coef_beta=self.cfg_coef_beta,
                                     rerank_candidates=self.rerank_candidates, extend_stride=model.extend_stride)
+
+
+@dataclass
+class GeneratedMusic:
+    """The music of one input: its waveform `[C, N]` and the music descriptors it was conditioned on
+    (`descriptors_in_units`: read from the picture or set by hand; None for a model without them)."""
+    wav: torch.Tensor
+    descriptors: tp.Optional[tp.Dict[str, float]] = None
 
 
 @dataclass
@@ -165,20 +185,37 @@ def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> P
     return PreparedInput(path, frames, duration, info=info)
 
 
-def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, paths: OutputPaths,
+def generate_music(model: VidMuse, items: tp.Sequence[PreparedInput], settings: GenerationSettings, seed: int,
+                   progress: bool = False) -> tp.List[GeneratedMusic]:
+    """Music for prepared inputs with `settings`' description and music descriptors (the model's sampling set by
+    the caller, `GenerationSettings.configure`): the descriptors read from each picture, with those the settings
+    set in their place."""
+    frames = [item.frames for item in items]
+    descriptors = model.predict_music_descriptors(frames)
+    if descriptors is not None:
+        given = descriptors_from_units(settings.onset_rate, settings.register_hz).to(descriptors)
+        descriptors = torch.where(given.isnan(), descriptors, given)
+    texts = [settings.description] * len(items) if settings.description else None
+    music = model.generate(frames, seed=seed, progress=progress, descriptions=texts, music_descriptors=descriptors)
+    return [GeneratedMusic(wav, None if descriptors is None else descriptors_in_units(row))
+            for wav, row in zip(music, [None] * len(music) if descriptors is None else descriptors.cpu())]
+
+
+def write_outputs(model: VidMuse, item: PreparedInput, music: GeneratedMusic, paths: OutputPaths,
                   settings: GenerationSettings, seed: int, model_checksum: tp.Optional[str]) -> tp.Dict[str, tp.Any]:
     """Write the wav, the mp4 and (last) the sidecar of one input, each atomically; with `settings.sync_cuts`,
     the music's beats are first moved onto the video's cuts. Returns the sidecar's content."""
     cut_sync = None
+    wav = music.wav
     if settings.sync_cuts:
-        music, report = model.beats_to_cuts(music, item.frames, settings.max_tempo_change)
+        wav, report = model.beats_to_cuts(wav, item.frames, settings.max_tempo_change)
         cut_sync = report.to_dict()
-    music = normalize_music(music, model.sample_rate)
-    write_wav(paths.wav, music, model.sample_rate)
+    wav = normalize_music(wav, model.sample_rate)
+    write_wav(paths.wav, wav, model.sample_rate)
     if item.image is not None:
-        write_still_video(item.image, music, model.sample_rate, paths.mp4, item.duration)
+        write_still_video(item.image, wav, model.sample_rate, paths.mp4, item.duration)
     else:
-        mux_music(item.path, music, model.sample_rate, paths.mp4, original_audio=settings.original_audio,
+        mux_music(item.path, wav, model.sample_rate, paths.mp4, original_audio=settings.original_audio,
                   original_volume=settings.original_volume, duration=item.duration, info=item.info)
     sidecar = {
         "input": str(item.path), "kind": "image" if item.is_image else "video", "duration": item.duration,
@@ -187,6 +224,7 @@ def write_outputs(model: VidMuse, item: PreparedInput, music: torch.Tensor, path
         "weights": {"format": model.lm.weight_format, "device": str(model.device)},  # int8 changes the codes
         "parameters": {**{k: v for k, v in asdict(settings).items() if k != "seed"},
                        "rerank_candidates": model.rerank_candidates},  # the model's own when not set
+        "music_descriptors": music.descriptors,  # asked for: read from the picture, or set (the parameters)
         "cut_sync": cut_sync,
         "audiocraft_ext": __version__, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
@@ -232,17 +270,15 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
             continue
         long_batch = max(item.duration for item in batch) > model.max_duration
         try:
-            descriptions = [settings.description] * len(batch) if settings.description else None
-            music = model.generate([item.frames for item in batch], seed=seed, progress=progress and long_batch,
-                                   descriptions=descriptions)
+            music = generate_music(model, batch, settings, seed, progress=progress and long_batch)
         except Exception as err:  # e.g. out of memory: report for these inputs, go on with the next batch
             logger.exception("generation failed")
             summary.failed.extend((item.path, f"generation failed: {err.__class__.__name__}: {err}") for item in batch)
             bar.update(len(batch))
             continue
-        for item, wav in zip(batch, music):
+        for item, item_music in zip(batch, music):
             try:
-                write_outputs(model, item, wav, paths[item.path], settings, seed, model_checksum)
+                write_outputs(model, item, item_music, paths[item.path], settings, seed, model_checksum)
                 summary.done.append(item.path)
             except VideoReadError as err:
                 summary.failed.append((item.path, err.reason))

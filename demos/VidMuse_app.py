@@ -27,8 +27,9 @@ from audiocraft_ext.media.extensions import is_image
 from audiocraft_ext.media.video import VideoReadError, probe_video
 from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
 from audiocraft_ext.models.vidmuse import VidMuse, draw_seed
-from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, output_paths, prepare_input,
-                                     write_outputs)
+from audiocraft_ext.modules.music_descriptors import MAX_ONSET_RATE, REGISTER_BAND
+from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, generate_music, output_paths,
+                                     prepare_input, write_outputs)
 
 logger = logging.getLogger("demos.VidMuse_app")
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,15 @@ def cut_sync_status(report: tp.Dict[str, tp.Any]) -> str:
     reason = {"no_cuts": "the video has no cut", "no_beats": "the music has no clear beat"}.get(
         report["status"], "no beat is close enough to a cut")
     return f"Music left as generated: {reason}."
+
+
+def descriptors_status(descriptors: tp.Dict[str, float], settings: GenerationSettings) -> str:
+    """One sentence on the onset rate and register the music was asked for (the sidecar's `music_descriptors`),
+    and which came from the picture."""
+    def source(given: tp.Optional[float]) -> str:
+        return "set" if given is not None else "read from the picture"
+    return (f"Asked for {descriptors['onset_rate']:.1f} onsets/s ({source(settings.onset_rate)}) at "
+            f"{descriptors['register_hz']:.0f} Hz ({source(settings.register_hz)}).")
 
 
 class MusicDemo:
@@ -94,11 +104,12 @@ class MusicDemo:
     def generate(self, video: tp.Optional[str], image: tp.Optional[str], image_duration: float, top_k: int,
                  top_p: float, temperature: float, cfg_coef: float, seed: int, max_duration: float,
                  description: str = "", sync_cuts: bool = False, draws: tp.Optional[int] = None,
+                 onset_rate: tp.Optional[float] = None, register_hz: tp.Optional[float] = None,
                  progress: gr.Progress = gr.Progress(),
                  request: tp.Optional[gr.Request] = None) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
-        status line. `draws`: draws per video of a model with music descriptors, the nearest kept (None: the
-        model's own). Bad input or parameters raise `gr.Error` with the reason, shown in the page; so does an
+        status line. For a model with music descriptors: `draws` per video, the nearest kept (None: the model's
+        own), and the `onset_rate` (per second) and `register_hz` asked for (None: read from the picture). Bad input or parameters raise `gr.Error` with the reason, shown in the page; so does an
         Interrupt from the same session."""
         source = video or image
         if not source:
@@ -120,7 +131,9 @@ class MusicDemo:
                                           max_duration=cap, image_duration=min(float(image_duration), cap),
                                           description=(description or "").strip() or None,
                                           sync_cuts=bool(sync_cuts),
-                                          rerank_candidates=None if draws is None else int(draws))
+                                          rerank_candidates=None if draws is None else int(draws),
+                                          onset_rate=None if onset_rate is None else float(onset_rate),
+                                          register_hz=None if register_hz is None else float(register_hz))
             settings.check_for(self.model)
         except ValueError as err:
             raise gr.Error(f"Cannot use these parameters: {err}.") from None
@@ -135,6 +148,8 @@ class MusicDemo:
             if self.stops.get(session) is stop:
                 del self.stops[session]
         status = " ".join(notices + [f"{item.duration:.1f} s of music, seed {seed_used}."]
+                          + ([descriptors_status(sidecar["music_descriptors"], settings)]
+                             if sidecar["music_descriptors"] else [])
                           + ([cut_sync_status(sidecar["cut_sync"])] if sidecar["cut_sync"] else []))
         return str(paths.mp4), str(paths.wav), [str(paths.mp4), str(paths.wav), str(paths.sidecar)], status
 
@@ -155,8 +170,7 @@ class MusicDemo:
         settings.configure(self.model)
         self.model.set_custom_progress_callback(on_step)
         try:
-            texts = [settings.description] if settings.description else None
-            music = self.model.generate([item.frames], seed=settings.seed, descriptions=texts)[0]
+            music = generate_music(self.model, [item], settings, settings.seed)[0]
         except GenerationInterrupted:
             raise gr.Error("Generation interrupted.") from None
         finally:
@@ -168,6 +182,7 @@ class MusicDemo:
 
 def build_ui(demo: MusicDemo) -> gr.Blocks:
     """The page: inputs, parameters, Generate / Interrupt, outputs."""
+    descriptors = demo.model.lm.visual_config.music_descriptors  # their controls are shown only then
     with gr.Blocks(title="VidMuse: music for your video", delete_cache=(MAX_TEMP_AGE, MAX_TEMP_AGE)) as ui:
         gr.Markdown("# VidMuse\nUpload a video (or an image) and get music that follows it.")
         with gr.Row():
@@ -194,7 +209,11 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                                              label="Maximum duration (s)")
                     draws = gr.Slider(1, 8, value=demo.model.rerank_candidates, step=1,
                                       label="Draws per video (the one nearest the music the picture asks for is kept; "
-                                      "time grows with them)", visible=demo.model.lm.visual_config.music_descriptors)
+                                      "time grows with them)", visible=descriptors)
+                    onset_rate = gr.Number(None, label="Onsets per second (empty: read from the picture)",
+                                           minimum=0, maximum=MAX_ONSET_RATE, visible=descriptors)
+                    register_hz = gr.Number(None, label="Register in Hz (empty: read from the picture)",
+                                            minimum=REGISTER_BAND[0], maximum=REGISTER_BAND[1], visible=descriptors)
                 with gr.Row():
                     submit = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Interrupt")
@@ -204,7 +223,8 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                 files = gr.File(label="Downloads", file_count="multiple")
                 status = gr.Markdown(elem_id="status")
         generation = submit.click(demo.generate, [video, image, image_duration, top_k, top_p, temperature, cfg_coef,
-                                                  seed, max_duration, description, sync_cuts, draws],
+                                                  seed, max_duration, description, sync_cuts, draws, onset_rate,
+                                                  register_hz],
                                   [result_video, result_audio, files, status], api_name="generate",
                                   concurrency_limit=1)
         # Gradio's cancellation takes this session's waiting requests out of the queue; a running one (a sync

@@ -67,6 +67,8 @@ def test_bad_uploads_get_a_clear_message(demo, clip, tmp_path):
         demo.generate(str(clip), None, **dict(PARAMS, top_k=-1))
     with pytest.raises(gr.Error, match="needs a model built with music descriptors"):  # draws are ranked by them
         demo.generate(str(clip), None, draws=2, **PARAMS)
+    with pytest.raises(gr.Error, match="onset_rate and register_hz need a model built with music descriptors"):
+        demo.generate(str(clip), None, onset_rate=2.0, **PARAMS)
 
 
 def test_draws_control_of_a_model_with_music_descriptors(tmp_path, tiny_lm_cfg, tiny_codec, clip):
@@ -74,9 +76,16 @@ def test_draws_control_of_a_model_with_music_descriptors(tmp_path, tiny_lm_cfg, 
     app = MusicDemo(model, max_duration=8)
     try:
         for draws, recorded in ((2, 2), (None, 3)):  # None: the model's own count, whatever the previous request set
-            _, _, files, _ = app.generate(str(clip), None, draws=draws, **PARAMS)
+            _, _, files, status = app.generate(str(clip), None, draws=draws, **PARAMS)
             sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
             assert sidecar["parameters"]["rerank_candidates"] == recorded
+            read = sidecar["music_descriptors"]
+            assert (f"Asked for {read['onset_rate']:.1f} onsets/s (read from the picture) at "
+                    f"{read['register_hz']:.0f} Hz (read from the picture).") in status
+        _, _, files, status = app.generate(str(clip), None, onset_rate=1.5, **PARAMS)
+        assert f"Asked for 1.5 onsets/s (set) at {read['register_hz']:.0f} Hz (read from the picture)." in status
+        with pytest.raises(gr.Error, match="Cannot use these parameters: register_hz must be in"):
+            app.generate(str(clip), None, register_hz=20000, **PARAMS)
     finally:
         app.close()
 

@@ -16,7 +16,9 @@ from audiocraft_ext.infer import main as infer_main
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse, candidate_seed
-from audiocraft_ext.modules.music_descriptors import music_descriptors, register
+from audiocraft_ext.modules.music_descriptors import (descriptors_from_units, descriptors_in_units, music_descriptors,
+                                                      register)
+from audiocraft_ext.pipeline import GenerationSettings, generate_music, prepare_input
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
                                                      PER_FRAME_NAMES, frame_statistics)
 from torch.nn import functional as F
@@ -413,3 +415,42 @@ def test_reranked_draws_take_their_own_videos_cuts(tmp_path, tiny_lm_cfg, tiny_c
         reports.append(report)
     assert reports[0].cuts == pytest.approx([1.0, 2.5], abs=1e-6)
     assert reports[1].cuts == pytest.approx([2.6], abs=1e-6)
+
+
+def test_descriptors_in_readable_units():
+    values = descriptors_from_units(onset_rate=3.0, register_hz=220.0)
+    torch.testing.assert_close(values, torch.tensor([math.log1p(3.0), math.log2(220.0)]))
+    assert descriptors_in_units(values) == pytest.approx({"onset_rate": 3.0, "register_hz": 220.0})
+    assert descriptors_from_units(register_hz=100.0)[0].isnan() and descriptors_from_units()[1].isnan()
+    for bad, match in (({"onset_rate": -1.0}, "onset_rate must be in"), ({"register_hz": 20.0}, "register_hz must be"),
+                       ({"register_hz": 5000.0}, "register_hz must be")):
+        with pytest.raises(ValueError, match=match):
+            descriptors_from_units(**bad)
+        with pytest.raises(ValueError, match=match):
+            GenerationSettings(**bad)
+
+
+def test_onset_rate_and_register_set_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, tiny_checkpoint, pairs):
+    folder = tmp_path / "model"
+    model = descriptor_model(folder, tiny_lm_cfg, tiny_codec)
+    settings = GenerationSettings(max_duration=1.0, onset_rate=8.0)  # the read one is ~3
+    item = prepare_input(model, pairs / "pair0.mp4", settings)
+    read = model.predict_music_descriptors([item.frames])
+    music = generate_music(model, [item], settings, seed=4)[0]
+    # the rate set, the register read from the picture, and the music conditioned on exactly these
+    asked = torch.tensor([[math.log1p(8.0), float(read[0, 1])]])
+    assert music.descriptors == pytest.approx(descriptors_in_units(asked[0]))
+    assert torch.equal(music.wav, model.generate([item.frames], seed=4, music_descriptors=asked)[0])
+    assert not torch.equal(music.wav, generate_music(model, [item], GenerationSettings(max_duration=1.0), seed=4)[0].wav)
+    # shell inference records them; a model without descriptors refuses them before any output
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(pairs / "pair0.mp4", inputs)
+    args = ["--video_dir", str(inputs), "--max_duration", "1", "--seed", "4", "--quiet", "--register_hz", "300"]
+    assert infer_main(["--model_path", str(folder), "--output_dir", str(tmp_path / "a"), *args]) == 0
+    sidecar = json.loads((tmp_path / "a" / "pair0.json").read_text())
+    assert sidecar["parameters"]["register_hz"] == 300.0 and sidecar["music_descriptors"]["register_hz"] == (
+        pytest.approx(300.0))
+    assert sidecar["music_descriptors"]["onset_rate"] == pytest.approx(descriptors_in_units(read[0])["onset_rate"])
+    assert infer_main(["--model_path", str(tiny_checkpoint), "--output_dir", str(tmp_path / "b"), *args]) == 2
+    assert not list((tmp_path / "b").glob("*"))

@@ -7,6 +7,7 @@ computed from the audio alone, so any training set provides them. A VidMuse LM b
 trains the prediction on these values and conditions training on them (teacher forcing).
 """
 
+import math
 import typing as tp
 
 import torch
@@ -14,6 +15,8 @@ from torch.nn import functional as F
 import torchaudio
 
 DESCRIPTORS = ("onset_rate", "register")
+REGISTER_BAND = (50.0, 1000.0)  # Hz: where melodies, basses and chords put their fundamentals
+MAX_ONSET_RATE = 20.0  # onsets per second a user may ask for: faster than any played note rate the corpus has
 
 
 def onset_envelope(wav: torch.Tensor, sample_rate: int, hop_seconds: float = 0.01, n_mels: int = 64
@@ -49,7 +52,7 @@ def onset_rate(envelope: torch.Tensor, frame_rate: float, lengths: tp.Optional[t
     return onsets.sum(1).float() / (lengths.float() / frame_rate).clamp(min=1e-3)
 
 
-def register(wav: torch.Tensor, sample_rate: int, band: tp.Tuple[float, float] = (50.0, 1000.0),
+def register(wav: torch.Tensor, sample_rate: int, band: tp.Tuple[float, float] = REGISTER_BAND,
              n_fft: int = 4096) -> torch.Tensor:
     """Pitch register of audio `[B, C, T]` -> `[B]`: the power-weighted mean of log2 frequency (Hz) over `band`,
     where melodies, basses and chords put their fundamentals (silence and zero padding add no power)."""
@@ -72,3 +75,23 @@ def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[
         frame_lengths = (lengths.to(wav.device) // hop + 1).clamp(max=wav.shape[-1] // hop + 1)
     rate = onset_rate(onset_envelope(wav, sample_rate, hop_seconds), 1 / hop_seconds, frame_lengths)
     return torch.stack([torch.log1p(rate), register(wav, sample_rate)], dim=1)
+
+
+def descriptors_from_units(onset_rate: tp.Optional[float] = None, register_hz: tp.Optional[float] = None
+                           ) -> torch.Tensor:
+    """`DESCRIPTORS` values `[len(DESCRIPTORS)]` of an onset rate (onsets per second) and a register (Hz, the
+    power-weighted mean frequency of `register`); NaN for one not given. `ValueError` for a rate outside
+    [0, MAX_ONSET_RATE] or a register outside `REGISTER_BAND`."""
+    if onset_rate is not None and not 0 <= onset_rate <= MAX_ONSET_RATE:
+        raise ValueError(f"onset_rate must be in [0, {MAX_ONSET_RATE:g}] onsets per second, got {onset_rate}")
+    if register_hz is not None and not REGISTER_BAND[0] < register_hz < REGISTER_BAND[1]:
+        raise ValueError(f"register_hz must be in ({REGISTER_BAND[0]:g}, {REGISTER_BAND[1]:g}) Hz, got {register_hz}")
+    return torch.tensor([math.nan if onset_rate is None else math.log1p(onset_rate),
+                         math.nan if register_hz is None else math.log2(register_hz)])
+
+
+def descriptors_in_units(descriptors: torch.Tensor) -> tp.Dict[str, float]:
+    """`{"onset_rate": onsets per second, "register_hz": Hz}` of `DESCRIPTORS` values `[len(DESCRIPTORS)]`
+    (the inverse of `descriptors_from_units`)."""
+    onsets, octaves = descriptors.tolist()
+    return {"onset_rate": math.expm1(onsets), "register_hz": 2 ** octaves}
