@@ -9,16 +9,20 @@
     # rhythm: do the music's beats fall on its video's scene cuts? (videos named by infer.sh's sidecars, or
     # --videos DIR, paired by file stem)
     python -m audiocraft_ext.evaluate --generated result/ --rhythm
+    # descriptors: does the music have the onset rate and register it was asked for (infer.sh's sidecars)?
+    python -m audiocraft_ext.evaluate --generated result/ --descriptors
 
 FAD (VGGish), KL (PaSST) and CLAP are AudioCraft's metrics; they need weights this project does not ship: a
 clear error names what is missing. Retrieval and the synthetic correlations need only the model; the rhythm
-figures need no model (PySceneDetect's cuts, librosa's beats and onsets: see `media/rhythm.py`). Results are
+figures need no model (PySceneDetect's cuts, librosa's beats and onsets: see `media/rhythm.py`), nor do the
+descriptor figures (`modules/music_descriptors.py`). Results are
 printed as a table and written as JSON (`--out`).
 """
 
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 import sys
 import tempfile
@@ -37,6 +41,8 @@ from .media.video import VideoReadError
 from .models.cli import add_codebooks_argument, add_model_arguments, load_model_from_args, setup_logging
 from .models.scoring import TOKEN_CACHE_FOLDER, TrackTokenCache, score_tracks
 from .models.vidmuse import VidMuse
+from .modules.music_descriptors import descriptors_in_units, music_descriptors
+from .synth.attributes import spearman
 from .synth.evaluate import evaluate as evaluate_synthetic
 
 logger = logging.getLogger("audiocraft_ext.evaluate")
@@ -121,6 +127,36 @@ def rhythm_metrics(pairs: tp.Sequence[tp.Tuple[Path, Path]], progress: bool = Fa
         per_video[track.stem] = alignment.hit_rate(0.07)
         total = total + alignment
     return {**total.summary(), "tracks": len(per_video), "failed": failed, "per_video": per_video}
+
+
+def descriptor_metrics(generated: Path, progress: bool = False) -> tp.Dict[str, tp.Any]:
+    """How closely music follows the descriptors it was asked for (the `music_descriptors` of each track's
+    infer.sh sidecar, read from the picture or set by hand), measured on its audio: for the onset rate (per
+    second) and the register (as a MIDI pitch, 12 per octave), the mean asked and measured values, the mean
+    error (measured - asked) and mean absolute error, and the rank correlation of measured with asked (None when
+    every track was asked the same). Tracks without such a sidecar are skipped."""
+    asked, measured = [], []
+    for track in tqdm(find_media(generated, AUDIO_EXTENSIONS), desc="descriptors", disable=not progress):
+        sidecar = track.with_suffix(".json")
+        wanted = json.loads(sidecar.read_text()).get("music_descriptors") if sidecar.is_file() else None
+        if not wanted:
+            continue
+        asked.append(wanted)
+        measured.append(descriptors_in_units(music_descriptors(_load(track)[None], SAMPLE_RATE)[0]))
+    if not asked:
+        raise ValueError(f"no music in {generated} whose sidecar records the music descriptors it was asked for "
+                         "(infer.sh with a model built with them writes them)")
+    results: tp.Dict[str, tp.Any] = {"tracks": len(asked)}
+    figures = {"onset_rate": ("onset_rate", lambda rate: rate),  # onsets per second
+               "register_midi": ("register_hz", lambda hz: 69 + 12 * math.log2(hz / 440))}  # MIDI pitch: 60 = C4
+    for name, (key, scale) in figures.items():
+        a = [scale(item[key]) for item in asked]
+        m = [scale(item[key]) for item in measured]
+        errors = [y - x for x, y in zip(a, m)]
+        results[name] = {"asked": sum(a) / len(a), "measured": sum(m) / len(m),
+                         "error": sum(errors) / len(errors), "abs_error": sum(map(abs, errors)) / len(errors),
+                         "spearman": spearman(a, m) if len(set(a)) > 1 else None}
+    return results
 
 
 def _load(path: Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -213,6 +249,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     parser.add_argument("--synthetic", type=Path, help="synthetic corpus folder: attribute correlations")
     parser.add_argument("--rhythm", action="store_true", help="beats and onsets of --generated against the scene "
                         "cuts of their videos: cut hit rates at 50/70/100 ms, beat IoU")
+    parser.add_argument("--descriptors", action="store_true", help="onset rate and register of --generated "
+                        "against those its infer.sh sidecars say it was asked for (models with music descriptors)")
     parser.add_argument("--videos", type=Path, default=None, help="videos of --generated for --rhythm, paired by "
                         "stem (default: the input named in each track's infer.sh sidecar)")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON results")
@@ -224,7 +262,11 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
             if not args.generated:
                 parser.error("--rhythm needs --generated")
             results["rhythm"] = rhythm_metrics(music_videos(args.generated, args.videos), progress=True)
-        if args.reference or (args.generated and not args.rhythm):
+        if args.descriptors:
+            if not args.generated:
+                parser.error("--descriptors needs --generated")
+            results["descriptors"] = descriptor_metrics(args.generated, progress=True)
+        if args.reference or (args.generated and not (args.rhythm or args.descriptors)):
             if not (args.generated and args.reference):
                 parser.error("--generated and --reference go together")
             pairs = paired_audio(args.generated, args.reference)

@@ -10,8 +10,10 @@ from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
 from omegaconf import OmegaConf
 import pytest
+import soundfile
 import torch
 
+from audiocraft_ext.evaluate import main as evaluate_main
 from audiocraft_ext.infer import main as infer_main
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
@@ -64,6 +66,27 @@ def test_onset_rate_counts_the_notes_and_register_finds_their_pitch():
     rates = torch.expm1(music_descriptors(wav, SR)[:, 0])
     assert torch.allclose(rates, torch.tensor([1.5, 3.0, 6.0]), atol=0.5), rates
     assert torch.allclose(register(wav, SR), torch.log2(torch.tensor([110.0, 220.0, 440.0])), atol=0.15)
+
+
+def test_evaluation_measures_music_against_the_descriptors_it_was_asked_for(tmp_path):
+    # three tracks asked for what they have, one asked for an octave lower and twice as fast as it has
+    tracks = [(1.5, 110.0, 1.5, 110.0), (3.0, 220.0, 3.0, 220.0), (6.0, 440.0, 6.0, 440.0), (2.0, 440.0, 4.0, 220.0)]
+    for i, (rate, freq, asked_rate, asked_hz) in enumerate(tracks):
+        soundfile.write(tmp_path / f"t{i}.wav", plucks(rate, freq)[0].numpy(), SR)
+        (tmp_path / f"t{i}.json").write_text(json.dumps(
+            {"music_descriptors": {"onset_rate": asked_rate, "register_hz": asked_hz}}))
+    soundfile.write(tmp_path / "no_sidecar.wav", plucks(1.0, 220.0)[0].numpy(), SR)  # skipped
+    assert evaluate_main(["--generated", str(tmp_path), "--descriptors", "--out", str(tmp_path / "e.json")]) == 0
+    figures = json.loads((tmp_path / "e.json").read_text())["descriptors"]
+    assert figures["tracks"] == 4
+    assert figures["onset_rate"]["asked"] == pytest.approx(14.5 / 4)
+    assert figures["onset_rate"]["error"] == pytest.approx(-2 / 4, abs=0.2)  # the fourth: 2 against 4
+    assert figures["register_midi"]["error"] == pytest.approx(12 / 4, abs=0.5)  # the fourth: an octave above
+    assert figures["register_midi"]["abs_error"] == pytest.approx(12 / 4, abs=0.5)
+    assert figures["register_midi"]["spearman"] > 0.6
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert evaluate_main(["--generated", str(empty), "--descriptors", "--out", str(tmp_path / "f.json")]) == 2
 
 
 def test_padding_past_an_items_length_is_not_counted():
