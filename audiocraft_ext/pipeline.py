@@ -102,7 +102,9 @@ class GenerationSettings:
             check_rerank_candidates(self.rerank_candidates, model.lm.visual_config)
 
     def configure(self, model: VidMuse):
-        """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept)."""
+        """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept);
+        `ValueError` if its build cannot take them (`check_for`)."""
+        self.check_for(model)
         model.set_generation_params(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
                                     cfg_coef=self.cfg_coef, cfg_coef_beta=self.cfg_coef_beta,
                                     rerank_candidates=self.rerank_candidates, extend_stride=model.extend_stride)
@@ -197,8 +199,9 @@ def generate_music(model: VidMuse, items: tp.Sequence[PreparedInput], settings: 
         descriptors = torch.where(given.isnan(), descriptors, given)
     texts = [settings.description] * len(items) if settings.description else None
     music = model.generate(frames, seed=seed, progress=progress, descriptions=texts, music_descriptors=descriptors)
-    return [GeneratedMusic(wav, None if descriptors is None else descriptors_in_units(row))
-            for wav, row in zip(music, [None] * len(music) if descriptors is None else descriptors.cpu())]
+    if descriptors is None:
+        return [GeneratedMusic(wav) for wav in music]
+    return [GeneratedMusic(wav, descriptors_in_units(row)) for wav, row in zip(music, descriptors.cpu())]
 
 
 def write_outputs(model: VidMuse, item: PreparedInput, music: GeneratedMusic, paths: OutputPaths,

@@ -20,7 +20,7 @@ from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse, candidate_seed
 from audiocraft_ext.modules.music_descriptors import (descriptors_from_units, descriptors_in_units, music_descriptors,
                                                       register)
-from audiocraft_ext.pipeline import GenerationSettings, generate_music, prepare_input
+from audiocraft_ext.pipeline import GenerationSettings, generate_music, prepare_input, run
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
                                                      PER_FRAME_NAMES, frame_statistics)
 from torch.nn import functional as F
@@ -477,3 +477,5 @@ def test_onset_rate_and_register_set_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, 
     assert sidecar["music_descriptors"]["onset_rate"] == pytest.approx(descriptors_in_units(read[0])["onset_rate"])
     assert infer_main(["--model_path", str(tiny_checkpoint), "--output_dir", str(tmp_path / "b"), *args]) == 2
     assert not list((tmp_path / "b").glob("*"))
+    with pytest.raises(ValueError, match="need a model built with music descriptors"):  # so does the Python API
+        run(VidMuse.get_pretrained(tiny_checkpoint, device="cpu"), [], tmp_path / "c", settings)
