@@ -22,7 +22,6 @@ printed as a table and written as JSON (`--out`).
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import typing as tp
 
 from audiocraft.data.audio import audio_read
 from audiocraft.data.audio_utils import convert_audio
+import librosa
 import torch
 from tqdm import tqdm
 
@@ -41,7 +41,7 @@ from .media.video import VideoReadError
 from .models.cli import add_codebooks_argument, add_model_arguments, load_model_from_args, setup_logging
 from .models.scoring import TOKEN_CACHE_FOLDER, TrackTokenCache, score_tracks
 from .models.vidmuse import VidMuse
-from .modules.music_descriptors import descriptors_in_units, music_descriptors
+from .modules.music_descriptors import REGISTER_BAND, music_descriptors, readable_descriptors
 from .synth.attributes import spearman
 from .synth.evaluate import evaluate as evaluate_synthetic
 
@@ -86,16 +86,21 @@ def paired_audio(generated: Path, reference: Path) -> tp.List[tp.Tuple[Path, Pat
     return pairs
 
 
+def sidecar_of(track: Path) -> tp.Dict[str, tp.Any]:
+    """The infer.sh sidecar of a generated track (`<stem>.json` beside it), or {} when there is none."""
+    sidecar = track.with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
 def music_videos(generated: Path, videos: tp.Optional[Path]) -> tp.List[tp.Tuple[Path, Path]]:
     """Each generated track with its video: the video of the same stem in `videos`, or else the `input` its
     sidecar (`<stem>.json`, written by infer.sh) names. Tracks without a video are skipped with a warning."""
     by_stem = {p.stem: p for p in find_media(videos, VIDEO_EXTENSIONS)} if videos is not None else {}
     pairs = []
     for track in find_media(generated, AUDIO_EXTENSIONS):
-        sidecar = track.with_suffix(".json")
         video = by_stem.get(track.stem)
-        if video is None and videos is None and sidecar.is_file():
-            named = json.loads(sidecar.read_text()).get("input")
+        if video is None and videos is None:
+            named = sidecar_of(track).get("input")
             video = Path(named) if named and Path(named).is_file() else None
         if video is None:
             logger.warning("%s: no video found for it (in --videos, or named by its sidecar)", track)
@@ -134,24 +139,28 @@ def descriptor_metrics(generated: Path, progress: bool = False) -> tp.Dict[str, 
     infer.sh sidecar, read from the picture or set by hand), measured on its audio: for the onset rate (per
     second) and the register (as a MIDI pitch, 12 per octave), the mean asked and measured values, the mean
     error (measured - asked) and mean absolute error, and the rank correlation of measured with asked (None when
-    every track was asked the same). Tracks without such a sidecar are skipped."""
-    asked, measured = [], []
+    every track was asked the same). Tracks without such a sidecar are skipped; silent ones (no register to
+    measure) are counted apart."""
+    asked, measured, silent = [], [], 0
     for track in tqdm(find_media(generated, AUDIO_EXTENSIONS), desc="descriptors", disable=not progress):
-        sidecar = track.with_suffix(".json")
-        wanted = json.loads(sidecar.read_text()).get("music_descriptors") if sidecar.is_file() else None
+        wanted = sidecar_of(track).get("music_descriptors")
         if not wanted:
             continue
+        found = readable_descriptors(music_descriptors(_load(track)[None], SAMPLE_RATE)[0])
+        if found["register_hz"] < REGISTER_BAND[0]:  # no power in the band: `register` gives 0 (1 Hz)
+            logger.warning("%s: silent, left out", track)
+            silent += 1
+            continue
         asked.append(wanted)
-        measured.append(descriptors_in_units(music_descriptors(_load(track)[None], SAMPLE_RATE)[0]))
+        measured.append(found)
     if not asked:
         raise ValueError(f"no music in {generated} whose sidecar records the music descriptors it was asked for "
                          "(infer.sh with a model built with them writes them)")
-    results: tp.Dict[str, tp.Any] = {"tracks": len(asked)}
-    figures = {"onset_rate": ("onset_rate", lambda rate: rate),  # onsets per second
-               "register_midi": ("register_hz", lambda hz: 69 + 12 * math.log2(hz / 440))}  # MIDI pitch: 60 = C4
-    for name, (key, scale) in figures.items():
-        a = [scale(item[key]) for item in asked]
-        m = [scale(item[key]) for item in measured]
+    results: tp.Dict[str, tp.Any] = {"tracks": len(asked), "silent": silent}
+    for name, a, m in (
+            ("onset_rate", [item["onset_rate"] for item in asked], [item["onset_rate"] for item in measured]),
+            ("register_midi", [float(librosa.hz_to_midi(item["register_hz"])) for item in asked],
+             [float(librosa.hz_to_midi(item["register_hz"])) for item in measured])):
         errors = [y - x for x, y in zip(a, m)]
         results[name] = {"asked": sum(a) / len(a), "measured": sum(m) / len(m),
                          "error": sum(errors) / len(errors), "abs_error": sum(map(abs, errors)) / len(errors),

@@ -53,10 +53,10 @@ def get_parser() -> argparse.ArgumentParser:
                              "batch is batch_size x this; default: the model's)")
     parser.add_argument("--onset_rate", type=float, default=None,
                         help="for a model with music descriptors: the music's onsets per second, instead of the rate "
-                             "read from each picture (e.g. 1.5: calm, 6: busy)")
+                             "read from each picture (e.g. 1.5: calm, 6: busy; within the model's range)")
     parser.add_argument("--register_hz", type=float, default=None,
-                        help="for a model with music descriptors: the music's register (power-weighted mean "
-                             "frequency, 50-1000 Hz), instead of the one read from each picture")
+                        help="for a model with music descriptors: the music's register in Hz (the power-weighted "
+                             "mean of log frequency over 50-1000 Hz), instead of the one read from each picture")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: a random one, recorded "
                         "in each sidecar)")
     parser.add_argument("--batch_size", type=int, default=1, help="videos generated together")

@@ -25,9 +25,9 @@ from .media.beat_sync import DEFAULT_MAX_TEMPO_CHANGE, check_max_tempo_change
 from .media.extensions import is_image
 from .media.mux import ORIGINAL_AUDIO_MODES, mux_music, write_still_video
 from .media.video import VideoFrames, VideoInfo, VideoReadError, probe_video, read_image
-from .models.lm import check_rerank_candidates
+from .models.lm import check_cfg_coef_beta, check_rerank_candidates
 from .models.vidmuse import VidMuse, draw_seed
-from .modules.music_descriptors import descriptors_from_units, descriptors_in_units
+from .modules.music_descriptors import descriptor_values, readable_descriptors
 from .utils.atomic import atomic_output
 from .utils.shards import shard
 
@@ -83,23 +83,33 @@ class GenerationSettings:
         if self.image_duration <= 0:
             raise ValueError("image_duration must be positive")
         check_max_tempo_change(self.max_tempo_change)
+        # the model-free part of each check; `check_for` makes them against the model's build
+        check_cfg_coef_beta(self.cfg_coef_beta)
         if self.rerank_candidates is not None:
-            check_rerank_candidates(self.rerank_candidates)  # and against the model's build in `check_for`
-        descriptors_from_units(self.onset_rate, self.register_hz)
-
-    @property
-    def sets_descriptors(self) -> bool:
-        return self.onset_rate is not None or self.register_hz is not None
+            check_rerank_candidates(self.rerank_candidates)
+        descriptor_values(self.onset_rate, self.register_hz)
 
     def check_for(self, model: VidMuse) -> None:
         """`ValueError` naming the setting if `model`'s build cannot take these settings: a description without a
-        text conditioner, or several draws or an onset rate or register without music descriptors."""
+        text conditioner; double guidance, several draws, or an onset rate or register without music
+        descriptors; an onset rate or register outside the range the model reads (`descriptor_range`)."""
         if self.description and not model.lm.has_text_conditioner:
             raise ValueError("a description needs a model with a text conditioner (this one has none)")
-        if self.sets_descriptors and not model.lm.visual_config.music_descriptors:
-            raise ValueError("onset_rate and register_hz need a model built with music descriptors")
+        visual = model.lm.visual_config
+        check_cfg_coef_beta(self.cfg_coef_beta, visual)
         if self.rerank_candidates is not None:
-            check_rerank_candidates(self.rerank_candidates, model.lm.visual_config)
+            check_rerank_candidates(self.rerank_candidates, visual)
+        asked = descriptor_values(self.onset_rate, self.register_hz)
+        if asked.isnan().all():
+            return
+        if not visual.music_descriptors:
+            raise ValueError("onset_rate and register_hz need a model built with music descriptors")
+        low, high = model.lm.video_encoder.descriptor_range()
+        if ((asked < low) | (asked > high)).any():  # NaN compares False: only the values given
+            low, high = readable_descriptors(low), readable_descriptors(high)
+            raise ValueError(f"this model reads {low['onset_rate']:.1f}-{high['onset_rate']:.1f} onsets per second "
+                             f"and {low['register_hz']:.0f}-{high['register_hz']:.0f} Hz (the range it was trained "
+                             f"on): onset_rate {self.onset_rate} and register_hz {self.register_hz} asked")
 
     def configure(self, model: VidMuse):
         """Set `model`'s sampling to these settings (`VidMuse.set_generation_params`; its window stride kept);
@@ -113,7 +123,7 @@ class GenerationSettings:
 @dataclass
 class GeneratedMusic:
     """The music of one input: its waveform `[C, N]` and the music descriptors it was conditioned on
-    (`descriptors_in_units`: read from the picture or set by hand; None for a model without them)."""
+    (`readable_descriptors`: read from the picture or set by hand; None for a model without them)."""
     wav: torch.Tensor
     descriptors: tp.Optional[tp.Dict[str, float]] = None
 
@@ -190,18 +200,19 @@ def prepare_input(model: VidMuse, path: Path, settings: GenerationSettings) -> P
 def generate_music(model: VidMuse, items: tp.Sequence[PreparedInput], settings: GenerationSettings, seed: int,
                    progress: bool = False) -> tp.List[GeneratedMusic]:
     """Music for prepared inputs with `settings`' description and music descriptors (the model's sampling set by
-    the caller, `GenerationSettings.configure`): the descriptors read from each picture, with those the settings
+    the caller, `GenerationSettings.configure`), all seeded `seed`: each item's waveform `[C, N]` and, for a
+    model with music descriptors, those it was conditioned on: read from its picture, with those the settings
     set in their place."""
     frames = [item.frames for item in items]
-    descriptors = model.predict_music_descriptors(frames)
+    descriptors = model.predict_music_descriptors(frames)  # [B, len(DESCRIPTORS)]
     if descriptors is not None:
-        given = descriptors_from_units(settings.onset_rate, settings.register_hz).to(descriptors)
-        descriptors = torch.where(given.isnan(), descriptors, given)
+        asked = descriptor_values(settings.onset_rate, settings.register_hz).to(descriptors)
+        descriptors = torch.where(asked.isnan(), descriptors, asked)
     texts = [settings.description] * len(items) if settings.description else None
     music = model.generate(frames, seed=seed, progress=progress, descriptions=texts, music_descriptors=descriptors)
     if descriptors is None:
         return [GeneratedMusic(wav) for wav in music]
-    return [GeneratedMusic(wav, descriptors_in_units(row)) for wav, row in zip(music, descriptors.cpu())]
+    return [GeneratedMusic(wav, readable_descriptors(row)) for wav, row in zip(music, descriptors.cpu())]
 
 
 def write_outputs(model: VidMuse, item: PreparedInput, music: GeneratedMusic, paths: OutputPaths,
@@ -245,8 +256,8 @@ def run(model: VidMuse, inputs: tp.Sequence[Path], output_dir: Path, settings: G
 
     Returns the `RunSummary` of the shard's inputs (done, skipped, failed with reasons).
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
     settings.configure(model)
+    output_dir.mkdir(parents=True, exist_ok=True)
     seed = settings.seed if settings.seed is not None else draw_seed()
     paths = output_paths(inputs, output_dir)
     summary = RunSummary()

@@ -27,7 +27,7 @@ from audiocraft_ext.media.extensions import is_image
 from audiocraft_ext.media.video import VideoReadError, probe_video
 from audiocraft_ext.models.cli import add_model_arguments, load_model_from_args, setup_logging
 from audiocraft_ext.models.vidmuse import VidMuse, draw_seed
-from audiocraft_ext.modules.music_descriptors import MAX_ONSET_RATE, REGISTER_BAND
+from audiocraft_ext.modules.music_descriptors import readable_descriptors
 from audiocraft_ext.pipeline import (GenerationSettings, OutputPaths, PreparedInput, generate_music, output_paths,
                                      prepare_input, write_outputs)
 
@@ -109,8 +109,9 @@ class MusicDemo:
                  request: tp.Optional[gr.Request] = None) -> tp.Tuple[str, str, tp.List[str], str]:
         """Music for the uploaded video (or image). Returns the muxed mp4, the wav, the files to download and a
         status line. For a model with music descriptors: `draws` per video, the nearest kept (None: the model's
-        own), and the `onset_rate` (per second) and `register_hz` asked for (None: read from the picture). Bad input or parameters raise `gr.Error` with the reason, shown in the page; so does an
-        Interrupt from the same session."""
+        own), and the `onset_rate` (per second) and `register_hz` asked for (None: read from the picture). Bad
+        input or parameters raise `gr.Error` with the reason, shown in the page; so does an Interrupt from the
+        same session."""
         source = video or image
         if not source:
             raise gr.Error("Upload a video or an image first.")
@@ -183,6 +184,7 @@ class MusicDemo:
 def build_ui(demo: MusicDemo) -> gr.Blocks:
     """The page: inputs, parameters, Generate / Interrupt, outputs."""
     descriptors = demo.model.lm.visual_config.music_descriptors  # their controls are shown only then
+    low, high = (readable_descriptors(v) for v in demo.model.lm.video_encoder.descriptor_range())
     with gr.Blocks(title="VidMuse: music for your video", delete_cache=(MAX_TEMP_AGE, MAX_TEMP_AGE)) as ui:
         gr.Markdown("# VidMuse\nUpload a video (or an image) and get music that follows it.")
         with gr.Row():
@@ -210,10 +212,13 @@ def build_ui(demo: MusicDemo) -> gr.Blocks:
                     draws = gr.Slider(1, 8, value=demo.model.rerank_candidates, step=1,
                                       label="Draws per video (the one nearest the music the picture asks for is kept; "
                                       "time grows with them)", visible=descriptors)
-                    onset_rate = gr.Number(None, label="Onsets per second (empty: read from the picture)",
-                                           minimum=0, maximum=MAX_ONSET_RATE, visible=descriptors)
-                    register_hz = gr.Number(None, label="Register in Hz (empty: read from the picture)",
-                                            minimum=REGISTER_BAND[0], maximum=REGISTER_BAND[1], visible=descriptors)
+                    onset_rate = gr.Number(None, label=f"Onsets per second, {low['onset_rate']:.1f}-"
+                                           f"{high['onset_rate']:.1f} (empty: read from the picture)",
+                                           minimum=low["onset_rate"], maximum=high["onset_rate"], visible=descriptors)
+                    register_hz = gr.Number(None, label=f"Register in Hz, {low['register_hz']:.0f}-"
+                                            f"{high['register_hz']:.0f} (empty: read from the picture)",
+                                            minimum=low["register_hz"], maximum=high["register_hz"],
+                                            visible=descriptors)
                 with gr.Row():
                     submit = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Interrupt")

@@ -84,6 +84,9 @@ def test_draws_control_of_a_model_with_music_descriptors(tmp_path, tiny_lm_cfg, 
                     f"{read['register_hz']:.0f} Hz (read from the picture).") in status
         _, _, files, status = app.generate(str(clip), None, onset_rate=1.5, **PARAMS)
         assert f"Asked for 1.5 onsets/s (set) at {read['register_hz']:.0f} Hz (read from the picture)." in status
+        sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+        assert sidecar["parameters"]["onset_rate"] == 1.5 and sidecar["music_descriptors"] == pytest.approx(
+            {"onset_rate": 1.5, "register_hz": read["register_hz"]})
         with pytest.raises(gr.Error, match="Cannot use these parameters: register_hz must be in"):
             app.generate(str(clip), None, register_hz=20000, **PARAMS)
     finally:

@@ -214,7 +214,8 @@ def test_refuses_output_folder_equal_to_input_and_missing_model(tiny_checkpoint,
 def test_settings_the_model_cannot_take_stop_the_run_before_any_output(tiny_checkpoint, tmp_path, caplog):
     write_video(tmp_path / "a.mp4", 5, 10)
     for option, reason in ((("--rerank_candidates", "2"), "needs a model built with music descriptors"),
-                           (("--description", "soft strings"), "needs a model with a text conditioner")):
+                           (("--description", "soft strings"), "needs a model with a text conditioner"),
+                           (("--cfg_coef_beta", "1"), "needs a model built with music descriptors")):
         caplog.clear()
         assert run_cli(tiny_checkpoint, tmp_path, tmp_path / "out", *option) == 2
         errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]

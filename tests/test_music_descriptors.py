@@ -18,7 +18,7 @@ from audiocraft_ext.infer import main as infer_main
 from audiocraft_ext.models.export import COMPRESSION_FILENAME, LM_FILENAME, export_compression_model, export_lm_model
 from audiocraft_ext.models.lm import VIDEO_CONDITION, VideoBatch
 from audiocraft_ext.models.vidmuse import VidMuse, candidate_seed
-from audiocraft_ext.modules.music_descriptors import (descriptors_from_units, descriptors_in_units, music_descriptors,
+from audiocraft_ext.modules.music_descriptors import (descriptor_values, music_descriptors, readable_descriptors,
                                                       register)
 from audiocraft_ext.pipeline import GenerationSettings, generate_music, prepare_input, run
 from audiocraft_ext.modules.frame_statistics import (FRAME_STATISTIC_NAMES, FRAME_STATISTICS, HIGHLIGHT_STATISTICS,
@@ -76,14 +76,26 @@ def test_evaluation_measures_music_against_the_descriptors_it_was_asked_for(tmp_
         (tmp_path / f"t{i}.json").write_text(json.dumps(
             {"music_descriptors": {"onset_rate": asked_rate, "register_hz": asked_hz}}))
     soundfile.write(tmp_path / "no_sidecar.wav", plucks(1.0, 220.0)[0].numpy(), SR)  # skipped
+    soundfile.write(tmp_path / "silent.wav", torch.zeros(SR).numpy(), SR)  # counted apart
+    (tmp_path / "silent.json").write_text(json.dumps({"music_descriptors": {"onset_rate": 2.0, "register_hz": 200.0}}))
+    soundfile.write(tmp_path / "plain_model.wav", plucks(1.0, 220.0)[0].numpy(), SR)  # a model without them
+    (tmp_path / "plain_model.json").write_text(json.dumps({"music_descriptors": None}))
     assert evaluate_main(["--generated", str(tmp_path), "--descriptors", "--out", str(tmp_path / "e.json")]) == 0
     figures = json.loads((tmp_path / "e.json").read_text())["descriptors"]
-    assert figures["tracks"] == 4
+    assert figures["tracks"] == 4 and figures["silent"] == 1
     assert figures["onset_rate"]["asked"] == pytest.approx(14.5 / 4)
     assert figures["onset_rate"]["error"] == pytest.approx(-2 / 4, abs=0.2)  # the fourth: 2 against 4
     assert figures["register_midi"]["error"] == pytest.approx(12 / 4, abs=0.5)  # the fourth: an octave above
     assert figures["register_midi"]["abs_error"] == pytest.approx(12 / 4, abs=0.5)
     assert figures["register_midi"]["spearman"] > 0.6
+    same = tmp_path / "same"  # every track asked the same: no rank correlation
+    same.mkdir()
+    for i, rate in enumerate((2.0, 3.0)):
+        soundfile.write(same / f"t{i}.wav", plucks(rate, 220.0)[0].numpy(), SR)
+        (same / f"t{i}.json").write_text(json.dumps({"music_descriptors": {"onset_rate": 2.5, "register_hz": 220.0}}))
+    assert evaluate_main(["--generated", str(same), "--descriptors", "--out", str(tmp_path / "g.json")]) == 0
+    figures = json.loads((tmp_path / "g.json").read_text())["descriptors"]
+    assert figures["onset_rate"]["spearman"] is None and figures["onset_rate"]["abs_error"] == pytest.approx(0.5, abs=0.2)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert evaluate_main(["--generated", str(empty), "--descriptors", "--out", str(tmp_path / "f.json")]) == 2
@@ -441,14 +453,14 @@ def test_reranked_draws_take_their_own_videos_cuts(tmp_path, tiny_lm_cfg, tiny_c
 
 
 def test_descriptors_in_readable_units():
-    values = descriptors_from_units(onset_rate=3.0, register_hz=220.0)
+    values = descriptor_values(onset_rate=3.0, register_hz=220.0)
     torch.testing.assert_close(values, torch.tensor([math.log1p(3.0), math.log2(220.0)]))
-    assert descriptors_in_units(values) == pytest.approx({"onset_rate": 3.0, "register_hz": 220.0})
-    assert descriptors_from_units(register_hz=100.0)[0].isnan() and descriptors_from_units()[1].isnan()
+    assert readable_descriptors(values) == pytest.approx({"onset_rate": 3.0, "register_hz": 220.0})
+    assert descriptor_values(register_hz=100.0)[0].isnan() and descriptor_values()[1].isnan()
     for bad, match in (({"onset_rate": -1.0}, "onset_rate must be in"), ({"register_hz": 20.0}, "register_hz must be"),
                        ({"register_hz": 5000.0}, "register_hz must be")):
         with pytest.raises(ValueError, match=match):
-            descriptors_from_units(**bad)
+            descriptor_values(**bad)
         with pytest.raises(ValueError, match=match):
             GenerationSettings(**bad)
 
@@ -462,9 +474,21 @@ def test_onset_rate_and_register_set_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, 
     music = generate_music(model, [item], settings, seed=4)[0]
     # the rate set, the register read from the picture, and the music conditioned on exactly these
     asked = torch.tensor([[math.log1p(8.0), float(read[0, 1])]])
-    assert music.descriptors == pytest.approx(descriptors_in_units(asked[0]))
+    assert music.descriptors == pytest.approx(readable_descriptors(asked[0]))
     assert torch.equal(music.wav, model.generate([item.frames], seed=4, music_descriptors=asked)[0])
     assert not torch.equal(music.wav, generate_music(model, [item], GenerationSettings(max_duration=1.0), seed=4)[0].wav)
+    # generate itself fills a row's missing values from the picture, and leaves the caller's tensor as it was
+    partial = torch.tensor([[math.log1p(8.0), math.nan]])
+    assert torch.equal(model.generate([item.frames], seed=4, music_descriptors=partial)[0], music.wav)
+    assert partial[0, 1].isnan()
+    # the model's own range: what it reads from pictures, and so what it was trained on
+    low, high = (readable_descriptors(v) for v in model.lm.video_encoder.descriptor_range())
+    assert low["onset_rate"] < 3 < high["onset_rate"] and low["register_hz"] < 200 < high["register_hz"]
+    GenerationSettings(onset_rate=high["onset_rate"] * 0.99).check_for(model)
+    with pytest.raises(ValueError, match="this model reads .* onsets per second"):
+        GenerationSettings(onset_rate=min(high["onset_rate"] * 1.1, 20.0)).check_for(model)
+    with pytest.raises(ValueError, match="this model reads"):
+        GenerationSettings(register_hz=max(low["register_hz"] * 0.9, 50.0)).check_for(model)
     # shell inference records them; a model without descriptors refuses them before any output
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -474,8 +498,9 @@ def test_onset_rate_and_register_set_by_hand(tmp_path, tiny_lm_cfg, tiny_codec, 
     sidecar = json.loads((tmp_path / "a" / "pair0.json").read_text())
     assert sidecar["parameters"]["register_hz"] == 300.0 and sidecar["music_descriptors"]["register_hz"] == (
         pytest.approx(300.0))
-    assert sidecar["music_descriptors"]["onset_rate"] == pytest.approx(descriptors_in_units(read[0])["onset_rate"])
+    assert sidecar["music_descriptors"]["onset_rate"] == pytest.approx(readable_descriptors(read[0])["onset_rate"])
     assert infer_main(["--model_path", str(tiny_checkpoint), "--output_dir", str(tmp_path / "b"), *args]) == 2
     assert not list((tmp_path / "b").glob("*"))
     with pytest.raises(ValueError, match="need a model built with music descriptors"):  # so does the Python API
         run(VidMuse.get_pretrained(tiny_checkpoint, device="cpu"), [], tmp_path / "c", settings)
+    assert not (tmp_path / "c").exists()

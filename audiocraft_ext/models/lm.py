@@ -114,15 +114,17 @@ def pad_frames(frames: tp.Sequence[torch.Tensor]) -> tp.Tuple[torch.Tensor, torc
     return torch.cat(padded), torch.cat([torch.full((f.shape[0],), f.shape[axis]) for f in frames])
 
 
-def check_cfg_coef_beta(cfg_coef_beta: tp.Optional[float], visual_config: VisualConfig) -> None:
+def check_cfg_coef_beta(cfg_coef_beta: tp.Optional[float], visual_config: tp.Optional[VisualConfig] = None
+                        ) -> None:
     """`ValueError` unless `cfg_coef_beta` (double guidance, `VidMuseLM._sample_next_token`) is None, or >= 0 for
-    a model built with music descriptors (its third branch keeps them)."""
+    a model built with music descriptors (its third branch keeps them); without `visual_config` (no model yet),
+    the value alone is checked."""
     if cfg_coef_beta is None:
         return
-    if not visual_config.music_descriptors:
-        raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
     if cfg_coef_beta < 0:
         raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta}")
+    if visual_config is not None and not visual_config.music_descriptors:
+        raise ValueError("cfg_coef_beta (double guidance) needs a model built with music descriptors")
 
 
 def check_rerank_candidates(rerank_candidates: int, visual_config: tp.Optional[VisualConfig] = None) -> None:

@@ -238,8 +238,9 @@ class VidMuse(BaseGenModel):
             max_tempo_change: largest local tempo change `sync_cuts` may make (0.15: ±15 %).
             music_descriptors: `[B, N]` `music_descriptors` values (log(1 + onsets per second), register) to
                 condition on instead of those the model predicts from each video (models built with them only),
-                e.g. to set the tempo and register by hand or to measure how closely the LM follows them (rows of
-                NaN: the predicted ones); also the target the draws are reranked by.
+                e.g. to set the tempo and register by hand or to measure how closely the LM follows them (NaN
+                values: the predicted ones; `modules.music_descriptors.descriptor_values` converts a row from
+                onsets per second and Hz); also the target the draws are reranked by.
         Returns:
             One waveform `[C, round(duration * sample_rate)]` per video (and codes `[K, ceil(duration * frame_rate)]`,
             the kept draw's).
@@ -262,9 +263,12 @@ class VidMuse(BaseGenModel):
                              f"({', '.join(DESCRIPTORS)}), got {list(music_descriptors.shape)}")
         else:
             descriptors = music_descriptors.float().to(self.device)
-            missing = descriptors.isnan().any(1)
+            missing = descriptors.isnan()
             if missing.any():  # predicted from the whole video, as without them (also the reranking's target)
-                descriptors[missing] = self.predict_music_descriptors([f for f, m in zip(frames, missing) if m])
+                rows = missing.any(1)
+                predicted = torch.full_like(descriptors, math.nan)
+                predicted[rows] = self.predict_music_descriptors([f for f, m in zip(frames, rows) if m]).float()
+                descriptors = torch.where(missing, predicted, descriptors)  # a new tensor: the caller's is kept
         # the LM's items: every video's draws side by side (video i's are items i * candidates ...)
         candidates = self.rerank_candidates
         items = [item for item in frames for _ in range(candidates)]

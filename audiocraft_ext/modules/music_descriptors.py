@@ -77,21 +77,22 @@ def music_descriptors(wav: torch.Tensor, sample_rate: int, lengths: tp.Optional[
     return torch.stack([torch.log1p(rate), register(wav, sample_rate)], dim=1)
 
 
-def descriptors_from_units(onset_rate: tp.Optional[float] = None, register_hz: tp.Optional[float] = None
-                           ) -> torch.Tensor:
-    """`DESCRIPTORS` values `[len(DESCRIPTORS)]` of an onset rate (onsets per second) and a register (Hz, the
-    power-weighted mean frequency of `register`); NaN for one not given. `ValueError` for a rate outside
-    [0, MAX_ONSET_RATE] or a register outside `REGISTER_BAND`."""
+def descriptor_values(onset_rate: tp.Optional[float] = None, register_hz: tp.Optional[float] = None
+                      ) -> torch.Tensor:
+    """`DESCRIPTORS` values `[len(DESCRIPTORS)]` of an onset rate (onsets per second) and a register (Hz: 2 to the
+    power-weighted mean log2 frequency, as `register` measures it); NaN for one not given. `ValueError` for a rate
+    outside [0, MAX_ONSET_RATE] or a register outside `REGISTER_BAND` (a model's own range is narrower:
+    `VideoEncoder.descriptor_range`)."""
     if onset_rate is not None and not 0 <= onset_rate <= MAX_ONSET_RATE:
         raise ValueError(f"onset_rate must be in [0, {MAX_ONSET_RATE:g}] onsets per second, got {onset_rate}")
-    if register_hz is not None and not REGISTER_BAND[0] < register_hz < REGISTER_BAND[1]:
-        raise ValueError(f"register_hz must be in ({REGISTER_BAND[0]:g}, {REGISTER_BAND[1]:g}) Hz, got {register_hz}")
+    if register_hz is not None and not REGISTER_BAND[0] <= register_hz <= REGISTER_BAND[1]:
+        raise ValueError(f"register_hz must be in [{REGISTER_BAND[0]:g}, {REGISTER_BAND[1]:g}] Hz, got {register_hz}")
     return torch.tensor([math.nan if onset_rate is None else math.log1p(onset_rate),
                          math.nan if register_hz is None else math.log2(register_hz)])
 
 
-def descriptors_in_units(descriptors: torch.Tensor) -> tp.Dict[str, float]:
+def readable_descriptors(values: torch.Tensor) -> tp.Dict[str, float]:
     """`{"onset_rate": onsets per second, "register_hz": Hz}` of `DESCRIPTORS` values `[len(DESCRIPTORS)]`
-    (the inverse of `descriptors_from_units`)."""
-    onsets, octaves = descriptors.tolist()
+    (the inverse of `descriptor_values`)."""
+    onsets, octaves = values.tolist()
     return {"onset_rate": math.expm1(onsets), "register_hz": 2 ** octaves}

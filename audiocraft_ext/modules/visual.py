@@ -415,6 +415,12 @@ class VideoEncoder(nn.Module):
         mean, std = self._descriptor_scale(unit.device)
         return mean + std * unit.float()
 
+    def descriptor_range(self) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """The lowest and highest `music_descriptors` values `[N]` the model reads from a video (its unit scale
+        clipped to `DESCRIPTOR_LIMIT`): the range it was trained on, and so the range worth asking for."""
+        limit = torch.full((1, len(self.config.descriptor_mean)), DESCRIPTOR_LIMIT)
+        return self.denormalize_descriptors(-limit)[0], self.denormalize_descriptors(limit)[0]
+
     def _descriptor_scale(self, device: torch.device) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """`descriptor_mean` and `descriptor_std` as float tensors `[N]`."""
         return tuple(torch.tensor(v, dtype=torch.float32, device=device)  # type: ignore[return-value]
