@@ -15,8 +15,8 @@
 FAD (VGGish), KL (PaSST) and CLAP are AudioCraft's metrics; they need weights this project does not ship: a
 clear error names what is missing. Retrieval and the synthetic correlations need only the model; the rhythm
 figures need no model (PySceneDetect's cuts, librosa's beats and onsets: see `media/rhythm.py`), nor do the
-descriptor figures (`modules/music_descriptors.py`). Results are
-printed as a table and written as JSON (`--out`).
+descriptor figures (`modules/music_descriptors.py`). Results are printed as a table and written as JSON
+(`--out`).
 """
 
 import argparse
